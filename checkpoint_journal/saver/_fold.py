@@ -1,0 +1,228 @@
+"""The journal fold: raw journal items of a partition to checkpoints (pure).
+
+This is the one place that says what the journal means. It is used by the saver's read
+path and, later, by the projector and ``rebuild``, so all of them agree.
+
+Rules, in order:
+
+1. An item past ``expires_at`` (TTL) is ignored even before DynamoDB deletes it.
+2. A namespace tombstone hides every item of that namespace written at or before it.
+3. A record stored as chunks is visible only with its commit item and every chunk, and
+   only if the reassembled body matches the commit's SHA-256.
+4. A checkpoint's channel values are resolved at the versions in its
+   ``channel_versions``: the blob for ``(channel, version)`` written by the latest
+   event at or before the checkpoint (events carry only the channels they changed).
+   A checkpoint past ``visible_until`` (a dependency of it has expired) is hidden.
+5. Pending writes follow LangGraph: key ``(task_id, idx)``; a regular write (idx >= 0)
+   keeps the first value seen, a special one (error, interrupt, resume...) the last;
+   events are applied in sort-key order (task, then time); the result is returned in
+   ``writes_sort_key`` order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.checkpoint.base import writes_sort_key
+
+from checkpoint_journal import _keys, schemas
+from checkpoint_journal.saver._items import Item
+
+logger = logging.getLogger(__name__)
+
+TypedValue = tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    written_at_ms: int
+    checkpoint: TypedValue
+    metadata: TypedValue
+    blobs: dict[tuple[str, Any], TypedValue | None]
+    """(channel, version) -> serialized value, or None for an empty channel."""
+    size: int
+    """Bytes stored for this record (body or chunks), as written."""
+
+
+@dataclass(frozen=True)
+class FoldedWrite:
+    task_id: str
+    channel: str
+    value: TypedValue
+    task_path: str
+    idx: int
+
+
+@dataclass
+class Namespace:
+    """Everything visible in one namespace of one thread."""
+
+    checkpoints: dict[str, CheckpointEvent] = field(default_factory=dict)
+    writes: dict[str, list[FoldedWrite]] = field(default_factory=dict)
+    # (channel, version) -> [(checkpoint id the blob belongs to, value)]
+    blobs: dict[tuple[str, Any], list[tuple[str, TypedValue | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # (channel, version) -> written_at_ms of the item that holds it, for TTL re-carry.
+    blob_written_at: dict[tuple[str, Any], int] = field(default_factory=dict)
+
+    def resolve(self, event: CheckpointEvent, channel_versions: dict[str, Any]) -> dict[
+        str, Resolved
+    ]:
+        """Where each channel of a checkpoint is stored, and its serialized value."""
+        out: dict[str, Resolved] = {}
+        for channel, version in channel_versions.items():
+            candidates = self.blobs.get((channel, version))
+            if not candidates:
+                continue
+            at_or_before = [c for c in candidates if c[0] <= event.checkpoint_id]
+            source, value = max(at_or_before or candidates, key=lambda c: c[0])
+            out[channel] = Resolved(
+                version, value, source, self.blob_written_at.get((channel, version), 0)
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Resolved:
+    version: Any
+    value: TypedValue | None
+    """None: the channel was empty at this version."""
+    source: str
+    """Checkpoint id of the event (or carried-blobs item) that holds the value."""
+    written_at_ms: int
+
+
+@dataclass
+class Fold:
+    thread_id: str
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+
+
+def _num(item: Item, name: str) -> int | None:
+    v = item.get(name)
+    return int(v["N"]) if v else None
+
+
+def _typed(v: dict[str, Any] | None) -> TypedValue | None:
+    return None if v is None else (v["type"], v["data"])
+
+
+def fold_partition(items: Iterable[Item], *, now_s: float) -> Fold:
+    """Fold the raw items of one thread partition (any subset of its namespaces)."""
+    thread_id = ""
+    parsed: list[tuple[_keys.ParsedKey, Item]] = []
+    tombstones: dict[str, int] = {}
+    for item in items:
+        exp = _num(item, "expires_at")
+        if exp is not None and exp <= now_s:
+            continue
+        thread_id = _keys.thread_from_pk(item["PK"]["S"])
+        try:
+            key = _keys.parse_sk(item["SK"]["S"])
+        except ValueError:
+            continue  # view, head and index items share the partition
+        if key.kind == _keys.KIND_TOMBSTONE:
+            deleted_at = _num(item, "written_at") or 0
+            tombstones[key.checkpoint_ns] = max(tombstones.get(key.checkpoint_ns, 0), deleted_at)
+        else:
+            parsed.append((key, item))
+
+    chunks: dict[str, dict[int, bytes]] = defaultdict(dict)
+    records: list[tuple[_keys.ParsedKey, Item]] = []
+    for key, item in parsed:
+        if (_num(item, "written_at") or 0) <= tombstones.get(key.checkpoint_ns, -1):
+            continue
+        if key.kind == _keys.KIND_CHUNK:
+            n = int(item["SK"]["S"].rsplit("#", 1)[1])
+            chunks[key.parent_sk][n] = item["body"]["B"]
+        else:
+            records.append((key, item))
+
+    fold = Fold(thread_id)
+    writes_by_cp: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for key, item in records:
+        body = _body(item, chunks.get(key.parent_sk, {}))
+        if body is None:
+            continue
+        ns = fold.namespaces.setdefault(key.checkpoint_ns, Namespace())
+        fp, codec = item["fp"]["S"], item["codec"]["S"]
+        written_at = _num(item, "written_at") or 0
+        if key.kind == _keys.KIND_CHECKPOINT:
+            visible_until = _num(item, "visible_until")
+            rec = schemas.decode(schemas.RECORD_CHECKPOINT, body, fp, codec)
+            event = CheckpointEvent(
+                thread_id=rec["thread_id"],
+                checkpoint_ns=key.checkpoint_ns,
+                checkpoint_id=key.checkpoint_id,
+                parent_checkpoint_id=rec["parent_checkpoint_id"],
+                written_at_ms=schemas.millis(rec["written_at"]),
+                checkpoint=(rec["checkpoint"]["type"], rec["checkpoint"]["data"]),
+                metadata=(rec["metadata"]["type"], rec["metadata"]["data"]),
+                blobs={(b["channel"], b["version"]): _typed(b["value"]) for b in rec["blobs"]},
+                size=len(body),
+            )
+            _add_blobs(ns, key.checkpoint_id, written_at, event.blobs)
+            if visible_until is None or visible_until > now_s:
+                ns.checkpoints[key.checkpoint_id] = event
+        elif key.kind == _keys.KIND_BLOBS:
+            rec = schemas.decode(schemas.RECORD_BLOBS, body, fp, codec)
+            blobs = {(b["channel"], b["version"]): _typed(b["value"]) for b in rec["blobs"]}
+            _add_blobs(ns, key.checkpoint_id, written_at, blobs)
+        elif key.kind == _keys.KIND_WRITES:
+            rec = schemas.decode(schemas.RECORD_WRITES, body, fp, codec)
+            writes_by_cp[(key.checkpoint_ns, key.checkpoint_id)].append((item["SK"]["S"], rec))
+
+    for (ns_name, cid), events in writes_by_cp.items():
+        ns = fold.namespaces.setdefault(ns_name, Namespace())
+        ns.writes[cid] = fold_writes(rec for _, rec in sorted(events, key=lambda e: e[0]))
+    return fold
+
+
+def fold_writes(events: Iterable[dict[str, Any]]) -> list[FoldedWrite]:
+    """LangGraph's pending-writes rules over writes events in journal order."""
+    out: dict[tuple[str, int], FoldedWrite] = {}
+    for rec in events:
+        for w in rec["writes"]:
+            k = (rec["task_id"], w["idx"])
+            if w["idx"] >= 0 and k in out:
+                continue  # regular write: the first one stored wins
+            out[k] = FoldedWrite(
+                rec["task_id"], w["channel"], (w["value"]["type"], w["value"]["data"]),
+                rec["task_path"], w["idx"],
+            )
+    return sorted(out.values(), key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx))
+
+
+def _add_blobs(
+    ns: Namespace, cid: str, written_at: int, blobs: dict[tuple[str, Any], TypedValue | None]
+) -> None:
+    for k, v in blobs.items():
+        ns.blobs[k].append((cid, v))
+        ns.blob_written_at[k] = max(ns.blob_written_at.get(k, 0), written_at)
+
+
+def _body(item: Item, chunks: dict[int, bytes]) -> bytes | None:
+    if "body" in item:
+        body: bytes = item["body"]["B"]
+        return body
+    n = _num(item, "chunks")
+    if n is None:
+        return None
+    if len(chunks) != n or any(i not in chunks for i in range(n)):
+        logger.warning("skipping %s: %d of %d chunks present", item["SK"]["S"], len(chunks), n)
+        return None
+    body = b"".join(chunks[i] for i in range(n))
+    if hashlib.sha256(body).hexdigest() != item["digest"]["S"]:
+        logger.warning("skipping %s: chunk digest mismatch", item["SK"]["S"])
+        return None
+    return body

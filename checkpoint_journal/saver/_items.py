@@ -1,0 +1,152 @@
+"""Journal records to DynamoDB items and back (pure: no boto3 here).
+
+A record is Avro-encoded (``schemas``), then stored either as one item or, when the
+item would exceed DynamoDB's 400 KB limit as DynamoDB counts it, as chunk items plus a
+commit item that carries the chunk count and a SHA-256 of the whole body (I2: the
+chunks are written first, the commit last; chunks without a commit are invisible).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkpoint_journal import _keys
+from checkpoint_journal._size import MAX_ITEM_BYTES, item_size
+from checkpoint_journal.schemas import Encoded
+
+Item = dict[str, Any]
+"""A DynamoDB item in the low-level wire shape: ``{"PK": {"S": ...}, ...}``."""
+
+# Headroom under the 400 KB limit for attribute names, keys and numbers, so that a
+# chunk is always well-formed whatever its key length (keys are at most 3 KB).
+_ITEM_HEADROOM = 4 * 1024
+# Chunk payload: the limit less the headroom.
+CHUNK_BYTES = MAX_ITEM_BYTES - _ITEM_HEADROOM
+# The most chunks one record may use: 64 MiB, far above any sane LangGraph state;
+# past it the saver refuses rather than writing thousands of items per step.
+MAX_CHUNKS = math.ceil(64 * 1024 * 1024 / CHUNK_BYTES)
+
+
+def uniq(now_ms: int) -> str:
+    """A unique, time-ordered suffix: 12 hex digits of milliseconds, 8 random."""
+    return f"{now_ms:012x}{os.urandom(4).hex()}"
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    """The items one record becomes, in the order they must be written."""
+
+    chunks: list[Item] = field(default_factory=list)
+    """Written first, in any order; invisible on their own."""
+    commit: Item = field(default_factory=dict)
+    """Written last; makes the record visible."""
+
+    @property
+    def request_count(self) -> int:
+        return len(self.chunks) + 1
+
+
+def plan_items(
+    pk: str,
+    sk: str,
+    kind: str,
+    encoded: Encoded,
+    *,
+    written_at_ms: int,
+    expires_at: int | None,
+    extra: Mapping[str, Any] | None = None,
+) -> ItemPlan:
+    """Lay out one encoded record as items (pure). Raises PayloadTooLargeError."""
+    from checkpoint_journal.errors import PayloadTooLargeError
+
+    base: Item = {
+        "PK": {"S": pk},
+        "SK": {"S": sk},
+        "kind": {"S": kind},
+        "fp": {"S": encoded.fingerprint},
+        "codec": {"S": encoded.codec},
+        "written_at": {"N": str(written_at_ms)},
+    }
+    if expires_at is not None:
+        base["expires_at"] = {"N": str(expires_at)}
+    if extra:
+        base.update(extra)
+    single = {**base, "body": {"B": encoded.body}}
+    if item_size(single) <= MAX_ITEM_BYTES:
+        return ItemPlan([], single)
+    body = encoded.body
+    n = math.ceil(len(body) / CHUNK_BYTES)
+    if n > MAX_CHUNKS:
+        raise PayloadTooLargeError(
+            f"a {kind} record of {len(body):,} bytes needs {n} chunks; the journal allows "
+            f"{MAX_CHUNKS} ({MAX_CHUNKS * CHUNK_BYTES:,} bytes). Keep large artifacts out of "
+            "graph state (store them elsewhere and keep a reference in state)."
+        )
+    chunks = []
+    for i in range(n):
+        chunk: Item = {
+            "PK": {"S": pk},
+            "SK": {"S": _keys.chunk_sk(sk, i)},
+            "kind": {"S": _keys.KIND_CHUNK},
+            "written_at": {"N": str(written_at_ms)},
+            "body": {"B": body[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]},
+        }
+        if expires_at is not None:
+            chunk["expires_at"] = {"N": str(expires_at)}
+        chunks.append(chunk)
+    commit = {
+        **base,
+        "chunks": {"N": str(n)},
+        "digest": {"S": hashlib.sha256(body).hexdigest()},
+    }
+    return ItemPlan(chunks, commit)
+
+
+def to_attr(value: Any) -> dict[str, Any] | None:
+    """A JSON-like value as a DynamoDB attribute value, or None if it has no faithful form.
+
+    Used for the plain ``md`` (metadata) attribute that server-side filters and humans
+    read; the authoritative metadata stays in the Avro body.
+    """
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, float):
+        return {"N": repr(value)} if math.isfinite(value) else None
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, (list, tuple)):
+        items = [to_attr(v) for v in value]
+        return None if any(i is None for i in items) else {"L": items}
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            a = to_attr(v)
+            if not isinstance(k, str) or a is None:
+                continue
+            out[k] = a
+        return {"M": out}
+    return None
+
+
+def metadata_attrs(metadata: Mapping[str, Any]) -> Item:
+    """Plain attributes a checkpoint event carries besides its body."""
+    attrs: Item = {}
+    md = to_attr(metadata)
+    if md is not None and md.get("M"):
+        # Keep the plain copy small: it is a convenience; the body is authoritative.
+        if len(json.dumps(metadata, default=str)) <= 4096:
+            attrs["md"] = md
+    run_id = metadata.get("run_id")
+    if isinstance(run_id, str) and run_id:
+        attrs["run_id"] = {"S": run_id}  # key of the RunIndex GSI (delete_for_runs)
+    return attrs

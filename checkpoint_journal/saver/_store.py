@@ -1,0 +1,301 @@
+"""DynamoDB I/O for the journal, and the one place botocore errors are translated.
+
+Every request is a documented low-level call; every ConditionExpression says what it
+protects. Throttling and transient failures are retried by botocore's ``standard``
+retry mode with a bounded attempt budget (set on the client, see ``make_clients``);
+what is still failing after that surfaces as ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from checkpoint_journal import errors
+from checkpoint_journal.saver._items import Item, ItemPlan
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
+
+# BatchWriteItem takes at most 25 requests (DynamoDB limit).
+BATCH_WRITE_MAX = 25
+# Parallel chunk writes: enough to overlap round trips, few enough not to throttle a
+# fresh on-demand partition (1,000 WCU per partition).
+CHUNK_WRITE_CONCURRENCY = 8
+# Re-sends of BatchWriteItem's UnprocessedItems before giving up.
+_UNPROCESSED_RETRIES = 8
+
+
+class JournalStore(Protocol):
+    """The seam between the saver and DynamoDB."""
+
+    def append(self, plan: ItemPlan) -> None: ...
+    def query(self, pk: str, sk_prefix: str) -> list[Item]: ...
+    def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]: ...
+    def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]:
+        """Keys only (no bodies) of a partition under a prefix, for deletes."""
+        out: list[tuple[str, str]] = []
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": sk_prefix}},
+            "ProjectionExpression": "#pk, #sk",
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._call(lambda: self.client.query(**kw), "list journal keys")
+            out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan(self) -> Iterator[Item]: ...
+    def run_keys(self, run_id: str) -> list[tuple[str, str]]: ...
+    def put_plain(self, item: Item) -> None: ...
+    def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None: ...
+
+
+def make_clients(
+    *,
+    boto3_session: boto3.session.Session | None,
+    endpoint_url: str | None,
+    s3_endpoint_url: str | None,
+    region_name: str | None,
+    max_attempts: int,
+) -> tuple[DynamoDBClient, S3Client]:
+    """Both clients from one session, with a bounded retry budget."""
+    session = boto3_session or boto3.session.Session()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        max_pool_connections=32,
+    )
+    kw: dict[str, Any] = {"config": config}
+    if region_name:
+        kw["region_name"] = region_name
+    s3_endpoint = s3_endpoint_url or endpoint_url
+    try:
+        ddb = session.client("dynamodb", endpoint_url=endpoint_url, **kw)
+        s3 = session.client("s3", endpoint_url=s3_endpoint, **kw)
+    except botocore.exceptions.NoRegionError as e:
+        raise errors.NotConfiguredError(
+            "no AWS region configured: pass region_name=... or set AWS_REGION"
+        ) from e
+    return ddb, s3
+
+
+def translate(e: Exception, *, table: str, what: str) -> NoReturn:
+    """Raise the checkpoint_journal error for a botocore error. Always raises."""
+    if isinstance(e, botocore.exceptions.NoCredentialsError):
+        raise errors.CredentialsError(
+            f"{what}: no AWS credentials found. Configure a profile, environment variables "
+            "or an instance role, or pass boto3_session=..."
+        ) from e
+    if isinstance(e, botocore.exceptions.EndpointConnectionError):
+        raise errors.NotConfiguredError(
+            f"{what}: cannot reach the DynamoDB endpoint ({e}). Check endpoint_url / "
+            "AWS_ENDPOINT_URL and that the service is running."
+        ) from e
+    if isinstance(e, botocore.exceptions.ClientError):
+        code = e.response.get("Error", {}).get("Code", "")
+        msg = e.response.get("Error", {}).get("Message", "")
+        if code == "ResourceNotFoundException":
+            raise errors.TableNotFoundError(
+                f"{what}: DynamoDB table {table!r} was not found ({msg}). Deploy the stack "
+                "(sam deploy) or pass the TableName output of your stack as table_name."
+            ) from e
+        if code in ("UnrecognizedClientException", "InvalidClientTokenId",
+                    "InvalidSignatureException", "ExpiredTokenException",
+                    "MissingAuthenticationTokenException", "SignatureDoesNotMatch"):
+            raise errors.CredentialsError(
+                f"{what}: AWS rejected the credentials ({code}: {msg}). Refresh or fix them "
+                "(aws sts get-caller-identity tells which identity you are using)."
+            ) from e
+        if code in ("AccessDeniedException", "AccessDenied"):
+            raise errors.AccessDeniedError(
+                f"{what}: access denied ({msg}). Attach the stack's AgentPolicy output to "
+                "this role."
+            ) from e
+        if code in ("ProvisionedThroughputExceededException", "ThrottlingException",
+                    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable",
+                    "TransactionConflictException"):
+            raise errors.TransientError(
+                f"{what}: still failing after the retry budget ({code}: {msg}). Retry "
+                "later, or raise max_attempts."
+            ) from e
+        if code == "ValidationException" and "size" in msg.lower():
+            raise errors.PayloadTooLargeError(f"{what}: DynamoDB refused the item: {msg}") from e
+    raise errors.JournalError(f"{what}: unexpected AWS error: {e}") from e
+
+
+def call(fn: Callable[[], T], *, table: str, what: str) -> T:
+    try:
+        return fn()
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        translate(e, table=table, what=what)
+
+
+class DynamoJournalStore:
+    """``JournalStore`` on a DynamoDB table."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self.client = client
+        self.table = table_name
+        self._pool = ThreadPoolExecutor(CHUNK_WRITE_CONCURRENCY, thread_name_prefix="cj-chunks")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        return call(fn, table=self.table, what=what)
+
+    def _put_new(self, item: Item) -> None:
+        """Append one immutable item; an identical existing item is a retried append."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                # I1: journal items are never overwritten.
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": "PK"},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                translate(e, table=self.table, what="append to the journal")
+            old = e.response.get("Item")
+            if old is not None and _same_content(old, item):
+                return  # a retry of an append that had succeeded
+            raise errors.ConflictError(
+                f"journal item {item['SK']['S']!r} of {item['PK']['S']!r} already exists with "
+                "different content; journal items are immutable. Checkpoint ids must be "
+                "unique (LangGraph's uuid6 ids are)."
+            ) from e
+        except botocore.exceptions.BotoCoreError as e:
+            translate(e, table=self.table, what="append to the journal")
+
+    def append(self, plan: ItemPlan) -> None:
+        # I2: every chunk before the commit item that makes them visible.
+        if plan.chunks:
+            for f in [self._pool.submit(self._put_new, c) for c in plan.chunks]:
+                f.result()
+        self._put_new(plan.commit)
+
+    def put_plain(self, item: Item) -> None:
+        """An unconditional put, for items that are not journal events (tombstones)."""
+        self._call(lambda: self.client.put_item(TableName=self.table, Item=item), "put item")
+
+    def query(self, pk: str, sk_prefix: str) -> list[Item]:
+        """Every item of a partition under a sort-key prefix, strongly consistent."""
+        out: list[Item] = []
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": sk_prefix}},
+            # I4: a read right after a write must see it.
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._call(lambda: self.client.query(**kw), "read the journal")
+            out.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]:
+        """Keys only (no bodies) of a partition under a prefix, for deletes."""
+        out: list[tuple[str, str]] = []
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": sk_prefix}},
+            "ProjectionExpression": "#pk, #sk",
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._call(lambda: self.client.query(**kw), "list journal keys")
+            out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan(self) -> Iterator[Item]:
+        kw: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        while True:
+            page = self._call(lambda: self.client.scan(**kw), "scan the journal")
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def run_keys(self, run_id: str) -> list[tuple[str, str]]:
+        """Keys of the checkpoint events of a LangGraph run, from the RunIndex GSI."""
+        out: list[tuple[str, str]] = []
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "RunIndex",
+            "KeyConditionExpression": "#run = :run",
+            "ExpressionAttributeNames": {"#run": "run_id"},
+            "ExpressionAttributeValues": {":run": {"S": run_id}},
+        }
+        while True:
+            page = self._call(lambda: self.client.query(**kw), "find a run's checkpoints")
+            out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None:
+        for i in range(0, len(keys), BATCH_WRITE_MAX):
+            batch = keys[i : i + BATCH_WRITE_MAX]
+            requests: list[Any] = [
+                {"DeleteRequest": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}} for pk, sk in batch
+            ]
+            for attempt in range(_UNPROCESSED_RETRIES + 1):
+                req = requests
+                resp = self._call(
+                    lambda: self.client.batch_write_item(RequestItems={self.table: req}),
+                    "delete journal items",
+                )
+                requests = list(resp.get("UnprocessedItems", {}).get(self.table, []))
+                if not requests:
+                    break
+                time.sleep(min(2.0, 0.05 * 2**attempt))  # back off before re-sending
+            else:
+                raise errors.TransientError(
+                    f"{len(requests)} deletes stayed unprocessed after "
+                    f"{_UNPROCESSED_RETRIES} retries; run the delete again"
+                )
+
+    def describe(self) -> dict[str, Any]:
+        resp = self._call(lambda: self.client.describe_table(TableName=self.table), "describe")
+        return dict(resp["Table"])
+
+
+def _same_content(old: Item, new: Item) -> bool:
+    """Equal apart from bookkeeping that differs between two attempts of one append."""
+    skip = {"written_at", "expires_at", "visible_until"}
+    if old.get("kind") != new.get("kind"):
+        return False
+    if "digest" in new or "digest" in old:
+        return old.get("digest") == new.get("digest")
+    if new.get("kind", {}).get("S") == "P":
+        return old.get("body") == new.get("body")
+    return {k: v for k, v in old.items() if k not in skip} == {
+        k: v for k, v in new.items() if k not in skip
+    }
+
+
+def run_parallel(fns: Sequence[Callable[[], T]], pool: ThreadPoolExecutor) -> list[T]:
+    return [f.result() for f in [pool.submit(fn) for fn in fns]]

@@ -1,0 +1,130 @@
+"""Avro schemas of the journal records, and the codec that reads and writes them.
+
+The ``.avsc`` files beside this module are data: each is parsed once, fingerprinted
+(CRC-64-AVRO of its parsing canonical form), and registered. Every stored record names
+its writer schema by that fingerprint and its codec, so a record written with an older
+schema stays readable: it is decoded with its writer schema and resolved to the current
+reader schema of its record type, by Avro's own resolution rules.
+
+File names are ``{record}.v{N}.avsc``; the highest ``N`` of a record is the one written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastavro
+import zstandard
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from checkpoint_journal.errors import CorruptRecordError
+
+CODEC_NULL = "null"
+CODEC_ZSTD = "zstd"
+# Below this many bytes zstd's frame header costs more than it saves.
+COMPRESS_MIN_BYTES = 256
+# Level 3 is zstd's default: most of the ratio of higher levels at a fraction of the CPU.
+_ZSTD_LEVEL = 3
+# A decompressed record larger than this is refused rather than allocated (zip bomb).
+MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
+
+_FILE_RE = re.compile(r"^(?P<record>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
+
+RECORD_CHECKPOINT = "checkpoint_event"
+RECORD_WRITES = "writes_event"
+RECORD_BLOBS = "blobs_event"
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    record: str
+    """Record type, e.g. ``checkpoint_event``."""
+    version: int
+    fingerprint: str
+    """CRC-64-AVRO of the parsing canonical form, 16 hex digits."""
+    parsed: Any
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    body: bytes
+    fingerprint: str
+    codec: str
+
+
+@cache
+def registry() -> dict[str, SchemaInfo]:
+    """Every schema shipped with the package, by fingerprint."""
+    found: dict[str, SchemaInfo] = {}
+    for entry in resources.files(__package__).iterdir():
+        m = _FILE_RE.match(entry.name)
+        if not m:
+            continue
+        raw = json.loads(entry.read_text(encoding="utf-8"))
+        parsed = fastavro.parse_schema(raw)
+        fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+        found[fp] = SchemaInfo(m["record"], int(m["version"]), fp, parsed, raw)
+    return found
+
+
+@cache
+def current(record: str) -> SchemaInfo:
+    """The newest schema of a record type: the one new records are written with."""
+    candidates = [s for s in registry().values() if s.record == record]
+    if not candidates:
+        raise KeyError(f"no schema for record type {record!r}")
+    return max(candidates, key=lambda s: s.version)
+
+
+def encode(record: str, value: dict[str, Any], *, compress: bool) -> Encoded:
+    schema = current(record)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema.parsed, value)
+    raw = buf.getvalue()
+    if compress and len(raw) >= COMPRESS_MIN_BYTES:
+        packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw)
+        # Incompressible payloads (already compressed, encrypted, random) stay raw.
+        if len(packed) < len(raw):
+            return Encoded(packed, schema.fingerprint, CODEC_ZSTD)
+    return Encoded(raw, schema.fingerprint, CODEC_NULL)
+
+
+def decode(record: str, body: bytes, fp: str, codec: str) -> dict[str, Any]:
+    """Decode a stored body written by any known schema version of ``record``."""
+    writer = registry().get(fp)
+    if writer is None or writer.record != record:
+        raise CorruptRecordError(
+            f"unknown {record} schema fingerprint {fp!r}: the item was written by a newer "
+            "checkpoint-journal; upgrade this reader"
+        )
+    if codec == CODEC_ZSTD:
+        try:
+            body = zstandard.ZstdDecompressor().decompress(
+                body, max_output_size=MAX_DECOMPRESSED_BYTES
+            )
+        except zstandard.ZstdError as e:
+            raise CorruptRecordError(f"{record}: zstd payload is damaged: {e}") from e
+    elif codec != CODEC_NULL:
+        raise CorruptRecordError(f"{record}: unknown codec {codec!r}")
+    try:
+        out: dict[str, Any] = fastavro.schemaless_reader(
+            io.BytesIO(body), writer.parsed, current(record).parsed
+        )
+    except Exception as e:  # fastavro raises several unrelated types on bad bytes
+        raise CorruptRecordError(f"{record}: Avro payload cannot be read: {e}") from e
+    return out
+
+
+def millis(value: Any) -> int:
+    """``written_at`` as epoch milliseconds, whether fastavro returned a datetime or not."""
+    if isinstance(value, _dt.datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
