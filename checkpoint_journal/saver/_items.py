@@ -131,7 +131,8 @@ def to_attr(value: Any) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         for k, v in value.items():
             a = to_attr(v)
-            if not isinstance(k, str) or a is None:
+            # DynamoDB map keys are non-empty strings (a subgraph's parents map has "").
+            if not isinstance(k, str) or not k or a is None:
                 continue
             out[k] = a
         return {"M": out}
