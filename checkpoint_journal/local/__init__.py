@@ -36,6 +36,11 @@ __all__ = ["LocalDeployment"]
 
 Backend = Literal["moto", "dynamodb-local"]
 
+# moto counts a Binary attribute by its base64 length (4/3 of the bytes DynamoDB
+# counts) against a 405,000-byte cap, so on the moto backend the saver chunks at a
+# budget that fits moto's arithmetic. DynamoDB Local and AWS use the real 400 KB.
+MOTO_ITEM_BYTES = 296 * 1024
+
 # Dummy credentials. DynamoDB Local 2.x accepts only letters and digits in the key id.
 LOCAL_ACCESS_KEY = "AKIDLOCAL"
 LOCAL_SECRET_KEY = "localsecret"
@@ -149,6 +154,8 @@ class LocalDeployment:
         kw.setdefault("endpoint_url", self.endpoint_url)
         kw.setdefault("s3_endpoint_url", self.s3_endpoint_url)
         kw.setdefault("bucket", self.bucket)
+        if self.backend == "moto":
+            kw.setdefault("max_item_bytes", MOTO_ITEM_BYTES)
         return JournalSaver(self.table_name, **kw)
 
     def env(self) -> dict[str, str]:

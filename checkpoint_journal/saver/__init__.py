@@ -33,7 +33,14 @@ from langgraph.checkpoint.base import (
 
 from checkpoint_journal import _keys, errors, schemas
 from checkpoint_journal.saver._fold import CheckpointEvent, Fold, Namespace, fold_partition
-from checkpoint_journal.saver._items import Item, metadata_attrs, plan_items, uniq
+from checkpoint_journal._size import MAX_ITEM_BYTES
+from checkpoint_journal.saver._items import (
+    MIN_ITEM_BYTES,
+    Item,
+    metadata_attrs,
+    plan_items,
+    uniq,
+)
 from checkpoint_journal.saver._store import DynamoJournalStore, call, make_clients
 
 if TYPE_CHECKING:
@@ -76,6 +83,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
         boto3_session: every client the saver makes comes from this session.
         max_attempts: botocore's bounded retry budget per request (throttling,
             transient errors).
+        max_item_bytes: the item budget, as DynamoDB counts it, above which a record is
+            chunked. 400 KB on AWS; lower it only for emulators that count differently.
         clock: seconds since the epoch; injectable for tests.
     """
 
@@ -92,6 +101,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         region_name: str | None = None,
         boto3_session: boto3.session.Session | None = None,
         max_attempts: int = 8,
+        max_item_bytes: int = MAX_ITEM_BYTES,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(serde=serde)
@@ -103,6 +113,11 @@ class JournalSaver(BaseCheckpointSaver[str]):
             raise ValueError("ttl_seconds must be a positive whole number of seconds, or None")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not MIN_ITEM_BYTES <= max_item_bytes <= MAX_ITEM_BYTES:
+            raise ValueError(
+                f"max_item_bytes must be between {MIN_ITEM_BYTES} and {MAX_ITEM_BYTES}"
+            )
+        self.max_item_bytes = max_item_bytes
         self.table_name = table_name
         self.bucket = bucket
         self.ttl_seconds = ttl_seconds
@@ -390,6 +405,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         plan = plan_items(
             pk, sk, _keys.KIND_CHECKPOINT, encoded,
             written_at_ms=now_ms, expires_at=expires_at, extra=extra,
+            max_item_bytes=self.max_item_bytes,
         )
         self._store.append(plan)
         self._remember((thread_id, ns_name, cid), origins)
@@ -439,6 +455,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         plan = plan_items(
             pk, sk, _keys.KIND_WRITES, encoded,
             written_at_ms=now_ms, expires_at=self._expires_at(now),
+            max_item_bytes=self.max_item_bytes,
         )
         self._store.append(plan)
 
@@ -537,6 +554,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
             plans.append(plan_items(
                 pk, _keys.blobs_sk(ns_name, cid, uniq(now_ms)), _keys.KIND_BLOBS, encoded,
                 written_at_ms=now_ms, expires_at=self._expires_at(now),
+                max_item_bytes=self.max_item_bytes,
             ))
         # Carried values first, deletes after: a crash in between leaves duplicates, never
         # a checkpoint without its values.
@@ -588,6 +606,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
                 plans.append(plan_items(
                     pk, _keys.checkpoint_sk(ns_name, cid), _keys.KIND_CHECKPOINT, encoded,
                     written_at_ms=now_ms, expires_at=expires_at, extra=extra,
+                    max_item_bytes=self.max_item_bytes,
                 ))
             for cid, writes in ns.writes.items():
                 by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -606,6 +625,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
                     plans.append(plan_items(
                         pk, _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms)),
                         _keys.KIND_WRITES, encoded, written_at_ms=now_ms, expires_at=expires_at,
+                        max_item_bytes=self.max_item_bytes,
                     ))
         for f in [self._pool.submit(self._store.append, p) for p in plans]:
             f.result()

@@ -26,11 +26,11 @@ Item = dict[str, Any]
 # Headroom under the 400 KB limit for attribute names, keys and numbers, so that a
 # chunk is always well-formed whatever its key length (keys are at most 3 KB).
 _ITEM_HEADROOM = 4 * 1024
-# Chunk payload: the limit less the headroom.
-CHUNK_BYTES = MAX_ITEM_BYTES - _ITEM_HEADROOM
-# The most chunks one record may use: 64 MiB, far above any sane LangGraph state;
-# past it the saver refuses rather than writing thousands of items per step.
-MAX_CHUNKS = math.ceil(64 * 1024 * 1024 / CHUNK_BYTES)
+# The largest record the journal accepts: 64 MiB, far above any sane LangGraph state;
+# past it the saver refuses rather than writing hundreds of items per step.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+# The smallest item budget a caller may configure (see JournalSaver.max_item_bytes).
+MIN_ITEM_BYTES = 64 * 1024
 
 
 def uniq(now_ms: int) -> str:
@@ -61,8 +61,12 @@ def plan_items(
     written_at_ms: int,
     expires_at: int | None,
     extra: Mapping[str, Any] | None = None,
+    max_item_bytes: int = MAX_ITEM_BYTES,
 ) -> ItemPlan:
-    """Lay out one encoded record as items (pure). Raises PayloadTooLargeError."""
+    """Lay out one encoded record as items (pure). Raises PayloadTooLargeError.
+
+    ``max_item_bytes`` is the item budget as DynamoDB counts it (400 KB on AWS).
+    """
     from checkpoint_journal.errors import PayloadTooLargeError
 
     base: Item = {
@@ -78,16 +82,17 @@ def plan_items(
     if extra:
         base.update(extra)
     single = {**base, "body": {"B": encoded.body}}
-    if item_size(single) <= MAX_ITEM_BYTES:
+    if item_size(single) <= max_item_bytes:
         return ItemPlan([], single)
     body = encoded.body
-    n = math.ceil(len(body) / CHUNK_BYTES)
-    if n > MAX_CHUNKS:
+    if len(body) > MAX_RECORD_BYTES:
         raise PayloadTooLargeError(
-            f"a {kind} record of {len(body):,} bytes needs {n} chunks; the journal allows "
-            f"{MAX_CHUNKS} ({MAX_CHUNKS * CHUNK_BYTES:,} bytes). Keep large artifacts out of "
-            "graph state (store them elsewhere and keep a reference in state)."
+            f"a {kind} record of {len(body):,} bytes exceeds the journal's limit of "
+            f"{MAX_RECORD_BYTES:,} bytes per record. Keep large artifacts out of graph state "
+            "(store them elsewhere and keep a reference in state)."
         )
+    chunk_bytes = max_item_bytes - _ITEM_HEADROOM
+    n = math.ceil(len(body) / chunk_bytes)
     chunks = []
     for i in range(n):
         chunk: Item = {
@@ -95,7 +100,7 @@ def plan_items(
             "SK": {"S": _keys.chunk_sk(sk, i)},
             "kind": {"S": _keys.KIND_CHUNK},
             "written_at": {"N": str(written_at_ms)},
-            "body": {"B": body[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]},
+            "body": {"B": body[i * chunk_bytes : (i + 1) * chunk_bytes]},
         }
         if expires_at is not None:
             chunk["expires_at"] = {"N": str(expires_at)}
