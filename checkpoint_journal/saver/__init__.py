@@ -81,8 +81,9 @@ class JournalSaver(BaseCheckpointSaver[str]):
             ``None`` uses boto3's resolution (``AWS_ENDPOINT_URL_DYNAMODB`` etc.).
         s3_endpoint_url: S3's endpoint when it differs from ``endpoint_url``.
         boto3_session: every client the saver makes comes from this session.
-        max_attempts: botocore's bounded retry budget per request (throttling,
-            transient errors).
+        max_attempts: attempts per request, the first included, before throttling or a
+            transient error is raised as TransientError (botocore's standard retry mode,
+            with its exponential backoff).
         max_item_bytes: the item budget, as DynamoDB counts it, above which a record is
             chunked. 400 KB on AWS; lower it only for emulators that count differently.
         clock: seconds since the epoch; injectable for tests.

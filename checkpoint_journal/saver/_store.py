@@ -76,7 +76,7 @@ def make_clients(
     """Both clients from one session, with a bounded retry budget."""
     session = boto3_session or boto3.session.Session()
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         max_pool_connections=32,
     )
     kw: dict[str, Any] = {"config": config}
