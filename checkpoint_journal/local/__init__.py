@@ -145,7 +145,7 @@ class LocalDeployment:
     def client(self, service: str, session: boto3.session.Session | None = None) -> Any:
         """A low-level client for ``dynamodb``, ``dynamodbstreams`` or ``s3``."""
         endpoint = self.s3_endpoint_url if service == "s3" else self.endpoint_url
-        return (session or self.session()).client(service, endpoint_url=endpoint)
+        return (session or self.session()).client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     def saver(self, **kw: Any) -> JournalSaver:
         """A JournalSaver on this deployment; keyword arguments go to JournalSaver."""
@@ -208,7 +208,7 @@ class LocalDeployment:
         else:
             s3.create_bucket(
                 Bucket=self.bucket,
-                CreateBucketConfiguration={"LocationConstraint": self.region_name},  # type: ignore[typeddict-item]
+                CreateBucketConfiguration={"LocationConstraint": self.region_name},
             )
         s3.put_public_access_block(
             Bucket=self.bucket,

@@ -26,10 +26,10 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    SerializerProtocol,
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
+from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import _keys, errors, schemas
 from checkpoint_journal.saver._fold import CheckpointEvent, Fold, Namespace, fold_partition

@@ -41,24 +41,6 @@ class JournalStore(Protocol):
     def append(self, plan: ItemPlan) -> None: ...
     def query(self, pk: str, sk_prefix: str) -> list[Item]: ...
     def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]: ...
-    def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]:
-        """Keys only (no bodies) of a partition under a prefix, for deletes."""
-        out: list[tuple[str, str]] = []
-        kw: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
-            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": sk_prefix}},
-            "ProjectionExpression": "#pk, #sk",
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._call(lambda: self.client.query(**kw), "list journal keys")
-            out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
     def scan(self) -> Iterator[Item]: ...
     def run_keys(self, run_id: str) -> list[tuple[str, str]]: ...
     def put_plain(self, item: Item) -> None: ...
@@ -172,7 +154,7 @@ class DynamoJournalStore:
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 translate(e, table=self.table, what="append to the journal")
-            old = e.response.get("Item")
+            old: Item | None = e.response.get("Item")  # type: ignore[assignment]
             if old is not None and _same_content(old, item):
                 return  # a retry of an append that had succeeded
             raise errors.ConflictError(

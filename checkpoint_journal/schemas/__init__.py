@@ -115,11 +115,11 @@ def decode(record: str, body: bytes, fp: str, codec: str) -> dict[str, Any]:
     elif codec != CODEC_NULL:
         raise CorruptRecordError(f"{record}: unknown codec {codec!r}")
     try:
-        out: dict[str, Any] = fastavro.schemaless_reader(
-            io.BytesIO(body), writer.parsed, current(record).parsed
-        )
+        out = fastavro.schemaless_reader(io.BytesIO(body), writer.parsed, current(record).parsed)
     except Exception as e:  # fastavro raises several unrelated types on bad bytes
         raise CorruptRecordError(f"{record}: Avro payload cannot be read: {e}") from e
+    if not isinstance(out, dict):
+        raise CorruptRecordError(f"{record}: Avro payload is not a record")
     return out
 
 
