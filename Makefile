@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/checkpoint-journal demo
 
 test: $(STAMP) $(DDBL)
+	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
