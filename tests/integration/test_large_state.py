@@ -120,3 +120,28 @@ def test_chunks_without_commit_are_invisible(deployment: LocalDeployment) -> Non
         latest = saver.get_tuple(config)
         assert latest is not None
         assert latest.config["configurable"]["checkpoint_id"] == torn["id"]
+
+
+def test_list_is_correct_across_1mb_pages(deployment: LocalDeployment) -> None:
+    """A thread whose journal spans several 1 MB query pages lists completely, newest
+    first, with before and limit applied across the pages."""
+    thread = f"pages-{uuid.uuid4()}"
+    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    with deployment.saver() as saver:
+        stored = []
+        parent = config
+        for i in range(8):
+            cp = empty_checkpoint()
+            v = f"{i + 1:032}.0"
+            cp["channel_values"] = {"blob": os.urandom(250_000), "i": i}
+            cp["channel_versions"] = {"blob": v, "i": v}
+            parent = saver.put(parent, cp, {"source": "loop", "step": i, "even": i % 2 == 0},
+                               {"blob": v, "i": v})
+            stored.append(parent)
+        listed = list(saver.list(config))
+        assert [t.config for t in listed] == stored[::-1]
+        assert [t.checkpoint["channel_values"]["i"] for t in listed] == list(range(7, -1, -1))
+        before = list(saver.list(config, before=stored[5], limit=2))
+        assert [t.config for t in before] == [stored[4], stored[3]]
+        evens = list(saver.list(config, filter={"even": True}))
+        assert [t.metadata["step"] for t in evens] == [6, 4, 2, 0]
