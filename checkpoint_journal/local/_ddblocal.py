@@ -114,6 +114,7 @@ class DynamoDBLocal:
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log_fd: int | None = None
+        self._tmpdir: str | None = None
         self.port: int | None = None  # kept after stop(), so callers can check it is closed
 
     @property
@@ -165,7 +166,11 @@ class DynamoDBLocal:
         self.port = port
         # C1-only JIT and the serial GC: a short-lived, small in-memory database starts
         # in ~0.7 s instead of ~1.0 s with them (measured on the 2-core dev machine).
+        # DynamoDB Local unpacks its SQLite native library into java.io.tmpdir at every
+        # start and never removes it: give it a directory of ours, removed by stop().
+        self._tmpdir = tempfile.mkdtemp(prefix="dynamodb-local-")
         command = [java, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+                   f"-Djava.io.tmpdir={self._tmpdir}",
                    f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar)]
         command += ["-inMemory", "-disableTelemetry", "-port", str(port)]
         self._process = subprocess.Popen(
@@ -225,6 +230,9 @@ class DynamoDBLocal:
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None
+        tmpdir, self._tmpdir = self._tmpdir, None
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
     def __enter__(self) -> DynamoDBLocal:
         self.start()
