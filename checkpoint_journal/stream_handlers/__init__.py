@@ -1,0 +1,1 @@
+"""Lambda entry points on the journal table's DynamoDB stream (projector, archiver)."""
