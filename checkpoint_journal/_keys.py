@@ -1,15 +1,24 @@
 """Key building for the single-table layout (DESIGN §3). Pure: no boto3 here.
 
-Every journal item of a thread lives in one partition ``T#{thread}`` so that one Query
-serves a thread and ``delete_thread`` is one partition walk. Sort keys:
+Every item of a thread lives in one partition ``T#{thread}`` so that one Query serves a
+thread and ``delete_thread`` is one partition walk. Sort keys:
 
-====================================  ===============================================
-``J#{ns}#{checkpoint_id}``             checkpoint event
-``J#{ns}#{checkpoint_id}#B#{uniq}``    blobs carried forward by prune / delete_for_runs
-``J#{ns}#{checkpoint_id}#W#{task}#{uniq}``  one pending-writes event per put_writes call
-``{parent SK}#P#{n:05d}``              chunk ``n`` of a payload too large for one item
-``J#{ns}#~``                           namespace tombstone written by delete_thread
-====================================  ===============================================
+==========================================  ==============================================
+``J#{ns}#{checkpoint_id}``                   checkpoint event (saver)
+``J#{ns}#{checkpoint_id}#B#{uniq}``          blobs carried forward by prune / delete_for_runs
+``J#{ns}#{checkpoint_id}#V``                 the checkpoint materialised (projector)
+``J#{ns}#{checkpoint_id}#W#{task}#{uniq}``   one pending-writes event per put_writes call
+``J#{ns}#~``                                 namespace tombstone written by delete_thread
+``P#{...parent SK after "J#"}#{n:05d}``     chunk ``n`` of a payload too large for one item
+``H#{ns}``                                   head of a namespace (projector)
+``I#{ns}#{checkpoint_id}#{key hash}``       metadata index entry (projector)
+==========================================  ==============================================
+
+The view item of a checkpoint sorts between its event and its writes, so one Query in
+descending order over ``J#{ns}#`` meets, for each checkpoint, its writes, then its view,
+then its event: the newest checkpoint and everything that is not folded yet arrive in the
+first page (the read path, I4). Chunks live in their own ``P#`` range so that reading a
+namespace never drags megabytes of chunks along when the view already holds the value.
 
 Thread ids and namespaces are percent-escaped for ``%`` and ``#`` only, so ``#`` never
 occurs inside a component and one namespace's prefix ``J#{ns}#`` can never match
@@ -35,6 +44,9 @@ KIND_WRITES = "W"
 KIND_BLOBS = "B"
 KIND_CHUNK = "P"
 KIND_TOMBSTONE = "X"
+KIND_VIEW = "V"
+KIND_HEAD = "H"
+KIND_INDEX = "I"
 
 TOMBSTONE_MARK = "~"
 
@@ -108,8 +120,31 @@ def blobs_sk(checkpoint_ns: str, checkpoint_id: str, uniq: str) -> str:
     return f"{checkpoint_sk(checkpoint_ns, checkpoint_id)}#B#{uniq}"
 
 
+def chunk_prefix(parent_sk: str) -> str:
+    """The prefix of every chunk of the record stored at ``parent_sk``."""
+    if not parent_sk.startswith("J#"):
+        raise ValueError(f"not a journal sort key: {parent_sk!r}")
+    return f"P#{parent_sk[2:]}#"
+
+
 def chunk_sk(parent_sk: str, n: int) -> str:
-    return f"{parent_sk}#P#{n:05d}"
+    return f"{chunk_prefix(parent_sk)}{n:05d}"
+
+
+def view_sk(checkpoint_ns: str, checkpoint_id: str) -> str:
+    return f"{checkpoint_sk(checkpoint_ns, checkpoint_id)}#{KIND_VIEW}"
+
+
+def head_sk(checkpoint_ns: str) -> str:
+    return "H#" + ns_prefix(checkpoint_ns)[2:-1]
+
+
+def index_prefix(checkpoint_ns: str, checkpoint_id: str) -> str:
+    return "I#" + checkpoint_sk(checkpoint_ns, checkpoint_id)[2:] + "#"
+
+
+def index_sk(checkpoint_ns: str, checkpoint_id: str, key_hash: str) -> str:
+    return index_prefix(checkpoint_ns, checkpoint_id) + key_hash
 
 
 def tombstone_sk(checkpoint_ns: str) -> str:
@@ -125,7 +160,8 @@ class ParsedKey(NamedTuple):
     checkpoint_id: str
     """Empty for a tombstone."""
     parent_sk: str
-    """For a chunk, the SK of the item it belongs to; otherwise the SK itself."""
+    """For a chunk, the SK of the item it belongs to; for a view item, the SK of its
+    checkpoint event; otherwise the SK itself."""
 
 
 def parse_sk(sk: str) -> ParsedKey:
@@ -136,6 +172,12 @@ def parse_sk(sk: str) -> ParsedKey:
     """
     parts = sk.split("#")
     n = len(parts)
+    if n >= 4 and parts[0] == KIND_CHUNK and parts[-1].isdigit():
+        parent = parse_sk("J#" + "#".join(parts[1:-1]))
+        if parent.kind in (KIND_CHECKPOINT, KIND_BLOBS, KIND_WRITES):
+            return ParsedKey(KIND_CHUNK, parent.checkpoint_ns, parent.checkpoint_id,
+                             parent.parent_sk)
+        raise ValueError(f"not a journal sort key: {sk!r}")
     if n < 3 or parts[0] != "J":
         raise ValueError(f"not a journal sort key: {sk!r}")
     ns, cid = unescape(parts[1]), parts[2]
@@ -144,16 +186,12 @@ def parse_sk(sk: str) -> ParsedKey:
             return ParsedKey(KIND_TOMBSTONE, ns, "", sk)
         return ParsedKey(KIND_CHECKPOINT, ns, cid, sk)
     marker = parts[3]
-    if n == 5 and marker == KIND_CHUNK:
-        return ParsedKey(KIND_CHUNK, ns, cid, "#".join(parts[:3]))
+    if n == 4 and marker == KIND_VIEW:
+        return ParsedKey(KIND_VIEW, ns, cid, "#".join(parts[:3]))
     if n == 5 and marker == KIND_BLOBS:
         return ParsedKey(KIND_BLOBS, ns, cid, sk)
     if n == 6 and marker == KIND_WRITES:
         return ParsedKey(KIND_WRITES, ns, cid, sk)
-    if n == 7 and marker == KIND_BLOBS and parts[5] == KIND_CHUNK:
-        return ParsedKey(KIND_CHUNK, ns, cid, "#".join(parts[:5]))
-    if n == 8 and marker == KIND_WRITES and parts[6] == KIND_CHUNK:
-        return ParsedKey(KIND_CHUNK, ns, cid, "#".join(parts[:6]))
     raise ValueError(f"not a journal sort key: {sk!r}")
 
 
@@ -161,3 +199,31 @@ def thread_from_pk(pk: str) -> str:
     if not pk.startswith("T#"):
         raise ValueError(f"not a thread partition key: {pk!r}")
     return unescape(pk[2:])
+
+
+def owner(sk: str) -> tuple[str, str] | None:
+    """(namespace, checkpoint id) an item belongs to: journal, view, chunk and index items
+    belong to a checkpoint; tombstones and heads to none."""
+    if sk.startswith("I#"):
+        parts = sk.split("#")
+        return (unescape(parts[1]), parts[2]) if len(parts) == 4 else None
+    try:
+        key = parse_sk(sk)
+    except ValueError:
+        return None
+    if key.kind == KIND_TOMBSTONE:
+        return None
+    return key.checkpoint_ns, key.checkpoint_id
+
+
+def namespace_of(sk: str) -> str | None:
+    """The namespace of any item of a thread partition (None for foreign keys)."""
+    if sk.startswith("H#"):
+        return unescape(sk[2:])
+    own = owner(sk)
+    if own is not None:
+        return own[0]
+    try:
+        return parse_sk(sk).checkpoint_ns
+    except ValueError:
+        return None

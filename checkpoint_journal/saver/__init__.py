@@ -9,6 +9,7 @@ The async methods run the same code in a worker thread and never block the event
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -31,8 +32,19 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_journal import _keys, errors, schemas
-from checkpoint_journal.saver._fold import CheckpointEvent, Fold, Namespace, fold_partition
+from checkpoint_journal import _blobs, _index, _keys, errors, schemas
+from checkpoint_journal.saver._fold import (
+    BlobRef,
+    CheckpointEvent,
+    value_record,
+    Fold,
+    Namespace,
+    Value,
+    ViewCheckpoint,
+    decode_view,
+    fold_partition,
+    survey,
+)
 from checkpoint_journal._size import MAX_ITEM_BYTES
 from checkpoint_journal.saver._items import (
     MIN_ITEM_BYTES,
@@ -41,12 +53,23 @@ from checkpoint_journal.saver._items import (
     plan_items,
     uniq,
 )
-from checkpoint_journal.saver._store import DynamoJournalStore, call, make_clients
+from checkpoint_journal.saver._store import (
+    DynamoJournalStore,
+    call,
+    make_clients,
+    run_parallel,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["Clock", "JournalSaver"]
+
+logger = logging.getLogger(__name__)
+
+
+class _BlobUnavailable(Exception):
+    """An offloaded value cannot be read; answer from the journal instead."""
 
 # With a TTL, a channel value stored more than this fraction of the TTL ago is written
 # again with the next checkpoint instead of referenced, so the latest checkpoint of an
@@ -139,6 +162,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
             OrderedDict()
         )
         self._origins_lock = threading.Lock()
+        self._warned_no_bucket = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -222,24 +246,142 @@ class JournalSaver(BaseCheckpointSaver[str]):
             for k in [k for k in self._origins if k[0] == thread_id]:
                 del self._origins[k]
 
-    def _read(self, thread_id: str, checkpoint_ns: str | None) -> Fold:
+    def _with_chunks(self, pk: str, items: list[Item]) -> list[Item]:
+        """``items`` plus the chunks of every chunked record among them (in parallel)."""
+        commits = [i for i in items if "chunks" in i]
+        if not commits:
+            return items
+
+        def chunks(sk: str) -> list[Item]:
+            out: list[Item] = []
+            for page in self._store.pages(pk, prefix=_keys.chunk_prefix(sk)):
+                out.extend(page)
+            return out
+
+        found = run_parallel(
+            [lambda sk=c["SK"]["S"]: chunks(sk) for c in commits], self._pool  # type: ignore[misc]
+        )
+        return items + [i for group in found for i in group]
+
+    def _read_items(self, thread_id: str, checkpoint_ns: str | None) -> list[Item]:
         pk = _keys.thread_pk(thread_id)
         prefix = "J#" if checkpoint_ns is None else _keys.ns_prefix(checkpoint_ns)
-        return fold_partition(self._store.query(pk, prefix), now_s=self._now())
+        items: list[Item] = []
+        for page in self._store.pages(pk, prefix=prefix):
+            items.extend(page)
+        return items
+
+    def _read(
+        self, thread_id: str, checkpoint_ns: str | None, *, use_views: bool = False,
+        items: list[Item] | None = None,
+    ) -> Fold:
+        """Fold a thread's namespace (or all of them) from the journal; with
+        ``use_views``, the projector's view items stand in for the values they hold."""
+        pk = _keys.thread_pk(thread_id)
+        if items is None:
+            items = self._read_items(thread_id, checkpoint_ns)
+        return fold_partition(
+            self._with_chunks(pk, items), now_s=self._now(), use_views=use_views
+        )
+
+    # -- values from the blob bucket ------------------------------------------------------
+
+    def _fetch(self, refs: list[BlobRef], cache: dict[str, Any]) -> None:
+        """Load offloaded values into ``cache`` (by digest), in parallel.
+
+        Raises _BlobUnavailable when the saver has no bucket or an object is missing:
+        the caller then answers from the journal alone (slower, same result)."""
+        todo = {r.digest: r for r in refs if r.digest not in cache}
+        if not todo:
+            return
+        if not self.bucket:
+            if not self._warned_no_bucket:
+                self._warned_no_bucket = True
+                logger.warning(
+                    "the view holds values in S3 but this saver has no bucket; reading the "
+                    "journal instead (pass bucket= the stack's BucketName output)"
+                )
+            raise _BlobUnavailable()
+        bucket = self.bucket
+        s3 = self._s3
+
+        def get(ref: BlobRef) -> tuple[str, bytes]:
+            def fetch() -> bytes:
+                body: bytes = s3.get_object(Bucket=bucket, Key=ref.key)["Body"].read()
+                return body
+
+            try:
+                body = call(fetch, table=self.table_name, what=f"read blob {ref.digest[:12]}")
+            except errors.JournalError as e:
+                code = getattr(e.__cause__, "response", {}).get("Error", {}).get("Code", "")
+                if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+                    raise _BlobUnavailable() from e
+                raise
+            return ref.digest, _blobs.unpack(body, ref.codec, ref.digest, ref.type)
+
+        for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]
+            cache[digest] = self._loads((todo[digest].type, data))
+
+    def _value(self, v: Value, cache: dict[str, Any]) -> Any:
+        if isinstance(v, BlobRef):
+            return cache[v.digest]
+        return self._loads(v)
+
+    @staticmethod
+    def _refs(values: list[Value | None]) -> list[BlobRef]:
+        return [v for v in values if isinstance(v, BlobRef)]
+
+    def _config(self, thread_id: str, ns_name: str, cid: str | None) -> RunnableConfig | None:
+        if not cid:
+            return None
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns_name,
+                                 "checkpoint_id": cid}}
+
+    def _view_tuple(
+        self, thread_id: str, ns_name: str, view: ViewCheckpoint, cache: dict[str, Any]
+    ) -> CheckpointTuple:
+        """A checkpoint straight from its view item (and S3 for offloaded values)."""
+        self._fetch(
+            self._refs([v for _, v, _ in view.channels.values()] + [w.value for w in view.writes]),
+            cache,
+        )
+        checkpoint: Checkpoint = self._loads(view.checkpoint)
+        checkpoint["channel_values"] = {
+            ch: self._value(v, cache) for ch, (_, v, _) in view.channels.items() if v is not None
+        }
+        self._remember(
+            (thread_id, ns_name, view.checkpoint_id),
+            {ch: (ver, at) for ch, (ver, _, at) in view.channels.items()},
+        )
+        return CheckpointTuple(
+            config=self._config(thread_id, ns_name, view.checkpoint_id),  # type: ignore[arg-type]
+            checkpoint=checkpoint,
+            metadata=self._loads(view.metadata),
+            parent_config=self._config(thread_id, ns_name, view.parent_checkpoint_id),
+            pending_writes=[
+                (w.task_id, w.channel, self._value(w.value, cache)) for w in view.writes
+            ],
+        )
 
     def _tuple(
-        self, thread_id: str, ns_name: str, ns: Namespace, event: CheckpointEvent
+        self, thread_id: str, ns_name: str, ns: Namespace, event: CheckpointEvent,
+        cache: dict[str, Any] | None = None,
     ) -> CheckpointTuple:
+        cache = {} if cache is None else cache
+        view = ns.current_view(event.checkpoint_id)
+        if view is not None:
+            return self._view_tuple(thread_id, ns_name, view, cache)
         checkpoint: Checkpoint = self._loads(event.checkpoint)
         resolved = ns.resolve(event, checkpoint["channel_versions"])
+        writes = ns.writes.get(event.checkpoint_id, [])
+        self._fetch(self._refs([r.value for r in resolved.values()]), cache)
         checkpoint["channel_values"] = {
-            ch: self._loads(r.value) for ch, r in resolved.items() if r.value is not None
+            ch: self._value(r.value, cache) for ch, r in resolved.items() if r.value is not None
         }
         self._remember(
             (thread_id, ns_name, event.checkpoint_id),
             {ch: (r.version, r.written_at_ms) for ch, r in resolved.items()},
         )
-        writes = ns.writes.get(event.checkpoint_id, [])
         return CheckpointTuple(
             config={
                 "configurable": {
@@ -261,26 +403,82 @@ class JournalSaver(BaseCheckpointSaver[str]):
                 if event.parent_checkpoint_id
                 else None
             ),
-            pending_writes=[(w.task_id, w.channel, self._loads(w.value)) for w in writes],
+            pending_writes=[(w.task_id, w.channel, self._value(w.value, cache)) for w in writes],
         )
 
     # -- reads -----------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint ``config`` names, or the latest of its thread and namespace."""
+        """The checkpoint ``config`` names, or the latest of its thread and namespace.
+
+        With the projector caught up this is one Query (latest: the newest items of the
+        namespace, descending; by id: that checkpoint's items, with the namespace's
+        tombstone read alongside), plus one S3 GET per offloaded value. Otherwise the
+        namespace's journal is folded, with the views it has as a head start (I4).
+        """
         conf = config["configurable"]
         thread_id: str = conf["thread_id"]
         ns_name: str = conf.get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
-        ns = self._read(thread_id, ns_name).namespaces.get(ns_name)
-        if ns is None or not ns.checkpoints:
-            return None
-        event = (
-            ns.checkpoints.get(checkpoint_id)
-            if checkpoint_id
-            else ns.checkpoints[max(ns.checkpoints)]
-        )
-        return None if event is None else self._tuple(thread_id, ns_name, ns, event)
+        pk = _keys.thread_pk(thread_id)
+        now = self._now()
+        items: list[Item] = []
+        if checkpoint_id:
+            sk = _keys.checkpoint_sk(ns_name, checkpoint_id)
+            tomb_future = self._pool.submit(self._store.get, pk, _keys.tombstone_sk(ns_name))
+            own = [i for page in self._store.pages(pk, between=(sk, sk + "#~")) for i in page]
+            tomb = tomb_future.result()
+            items = [i for i in own if _keys.owner(i["SK"]["S"]) == (ns_name, checkpoint_id)]
+            if tomb:
+                items.append(tomb)
+            target: str | None = checkpoint_id
+            sv = survey(items, now_s=now).get(ns_name)
+        else:
+            target = None
+            sv = None
+            for page in self._store.pages(
+                pk, prefix=_keys.ns_prefix(ns_name), descending=True, first_limit=8
+            ):
+                items.extend(page)
+                sv = survey(items, now_s=now).get(ns_name)
+                if sv is not None and sv.events:
+                    target = max(sv.events)
+                    break
+            else:
+                if sv is None or not sv.events:
+                    return None  # the whole namespace was read: nothing visible
+        if target is not None and sv is not None and target in sv.events:
+            view_item = sv.current_view(target, now)
+            if view_item is not None:
+                try:
+                    return self._view_tuple(thread_id, ns_name, decode_view(view_item), {})
+                except _BlobUnavailable:
+                    pass
+        elif checkpoint_id:
+            return None  # the event is not there (or not visible): no such checkpoint
+        return self._get_folded(thread_id, ns_name, checkpoint_id)
+
+    def _get_folded(
+        self, thread_id: str, ns_name: str, checkpoint_id: str | None
+    ) -> CheckpointTuple | None:
+        """get_tuple from the namespace's whole journal (views as a head start, unless a
+        referenced blob is unavailable, then the journal alone)."""
+        for use_views in (True, False):
+            ns = self._read(thread_id, ns_name, use_views=use_views).namespaces.get(ns_name)
+            if ns is None or not ns.checkpoints:
+                return None
+            event = (
+                ns.checkpoints.get(checkpoint_id)
+                if checkpoint_id
+                else ns.checkpoints[max(ns.checkpoints)]
+            )
+            if event is None:
+                return None
+            try:
+                return self._tuple(thread_id, ns_name, ns, event)
+            except _BlobUnavailable:
+                continue
+        raise AssertionError("unreachable: the journal-only fold needs no blob")
 
     def list(
         self,
@@ -290,46 +488,160 @@ class JournalSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        """Checkpoints newest first; ``config=None`` lists every thread."""
+        """Checkpoints newest first; ``config=None`` lists every thread (from the
+        projector's indexes: eventually consistent, see the README)."""
         if limit is not None and limit <= 0:
             return
-        folds: list[Fold]
-        ns_filter: str | None = None
-        checkpoint_id: str | None = None
-        if config is None:
-            by_pk: dict[str, list[Item]] = defaultdict(list)
-            for item in self._store.scan():
-                if item["SK"]["S"].startswith("J#"):
-                    by_pk[item["PK"]["S"]].append(item)
-            now = self._now()
-            folds = [fold_partition(items, now_s=now) for items in by_pk.values()]
-        else:
-            conf = config["configurable"]
-            ns_filter = conf.get("checkpoint_ns")
-            checkpoint_id = get_checkpoint_id(config)
-            folds = [self._read(conf["thread_id"], ns_filter)]
         before_id = get_checkpoint_id(before) if before else None
-        candidates = [
-            (event.checkpoint_id, f.thread_id, ns_name, ns, event)
-            for f in folds
-            for ns_name, ns in f.namespaces.items()
+        if config is None:
+            yield from self._list_all(filter, before_id, limit)
+            return
+        conf = config["configurable"]
+        yield from self._list_thread(
+            conf["thread_id"], conf.get("checkpoint_ns"), get_checkpoint_id(config),
+            filter, before_id, limit,
+        )
+
+    def _list_thread(
+        self,
+        thread_id: str,
+        ns_filter: str | None,
+        checkpoint_id: str | None,
+        filter: dict[str, Any] | None,
+        before_id: str | None,
+        limit: int | None,
+    ) -> Iterator[CheckpointTuple]:
+        """One thread's checkpoints: one Query page after another over its journal range;
+        views answer for the checkpoints they cover, the fold for the rest."""
+        items = self._read_items(thread_id, ns_filter)
+        now = self._now()
+        surveys = survey(items, now_s=now)
+        wanted = [
+            (cid, ns_name)
+            for ns_name, sv in surveys.items()
             if ns_filter is None or ns_name == ns_filter
-            for event in ns.checkpoints.values()
-            if (checkpoint_id is None or event.checkpoint_id == checkpoint_id)
-            and (before_id is None or event.checkpoint_id < before_id)
+            for cid in sv.events
+            if (checkpoint_id is None or cid == checkpoint_id)
+            and (before_id is None or cid < before_id)
         ]
-        candidates.sort(key=lambda c: (c[0], c[1], c[2]), reverse=True)
+        wanted.sort(reverse=True)
+        cache: dict[str, Any] = {}
+        fold: Fold | None = None
         remaining = limit
-        for _, thread_id, ns_name, ns, event in candidates:
-            if filter:
-                metadata = self._loads(event.metadata)
-                if not all(metadata.get(k) == v for k, v in filter.items()):
+        for cid, ns_name in wanted:
+            tup: CheckpointTuple | None = None
+            view_item = surveys[ns_name].current_view(cid, now)
+            if view_item is not None and fold is None:
+                try:
+                    tup = self._view_tuple(thread_id, ns_name, decode_view(view_item), cache)
+                except _BlobUnavailable:
+                    tup = None
+            if tup is None:
+                if fold is None:
+                    fold = self._read(thread_id, ns_filter, use_views=True, items=items)
+                ns = fold.namespaces.get(ns_name)
+                event = ns.checkpoints.get(cid) if ns else None
+                if ns is None or event is None:
                     continue
-            yield self._tuple(thread_id, ns_name, ns, event)
+                try:
+                    tup = self._tuple(thread_id, ns_name, ns, event, cache)
+                except _BlobUnavailable:
+                    fold = self._read(thread_id, ns_filter, use_views=False, items=items)
+                    ns = fold.namespaces[ns_name]
+                    tup = self._tuple(thread_id, ns_name, ns, ns.checkpoints[cid], cache)
+            if filter and not all(tup.metadata.get(k) == v for k, v in filter.items()):
+                continue
+            yield tup
             if remaining is not None:
                 remaining -= 1
                 if remaining <= 0:
                     return
+
+    def _list_all(
+        self, filter: dict[str, Any] | None, before_id: str | None, limit: int | None
+    ) -> Iterator[CheckpointTuple]:
+        """Every thread, from the projector's indexes (no Scan)."""
+        indexed = [
+            (k, h) for k, v in (filter or {}).items()
+            if (h := _index.meta_hash(k, v)) is not None
+        ]
+        if indexed:
+            yield from self._list_by_metadata(indexed[0][1], filter or {}, before_id, limit)
+            return
+        threads: set[str] = set()
+        for group in run_parallel(
+            [
+                lambda s=s: [  # type: ignore[misc]
+                    i["PK"]["S"]
+                    for page in self._store.index_keys(
+                        _index.THREAD_INDEX, "ta", _index.thread_partition(s), "ts")
+                    for i in page
+                ]
+                for s in range(_index.SHARDS)
+            ],
+            self._pool,
+        ):
+            threads.update(group)
+        found = [
+            tup
+            for pk in threads
+            for tup in self._list_thread(
+                _keys.thread_from_pk(pk), None, None, filter, before_id, limit
+            )
+        ]
+        found.sort(key=lambda t: (t.config["configurable"]["checkpoint_id"],
+                                  t.config["configurable"]["thread_id"]), reverse=True)
+        yield from found[:limit] if limit is not None else found
+
+    def _list_by_metadata(
+        self, key_value_hash: str, filter: dict[str, Any], before_id: str | None,
+        limit: int | None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints whose metadata matches, via the MetaIndex shards and the views."""
+        entries = run_parallel(
+            [
+                lambda s=s: [  # type: ignore[misc]
+                    (i["ms"]["S"], i["PK"]["S"], i["SK"]["S"])
+                    for page in self._store.index_keys(
+                        _index.META_INDEX, "mi", _index.meta_partition(key_value_hash, s),
+                        "ms", below=before_id)
+                    for i in page
+                ]
+                for s in range(_index.SHARDS)
+            ],
+            self._pool,
+        )
+        merged = sorted({e for group in entries for e in group}, reverse=True)
+        cache: dict[str, Any] = {}
+        remaining = limit
+        for start in range(0, len(merged), 100):
+            batch = merged[start : start + 100]
+            keys = []
+            for cid, pk, sk in batch:
+                own = _keys.owner(sk)
+                if own is not None:
+                    keys.append((pk, _keys.view_sk(own[0], cid)))
+            views = {(i["PK"]["S"], i["SK"]["S"]): i for i in self._store.batch_get(keys)}
+            for (pk, vsk) in keys:
+                item = views.get((pk, vsk))
+                if item is None:
+                    continue
+                exp = item.get("expires_at")
+                if exp is not None and int(exp["N"]) <= self._now():
+                    continue
+                own = _keys.owner(vsk)
+                assert own is not None
+                try:
+                    tup = self._view_tuple(_keys.thread_from_pk(pk), own[0], decode_view(item), cache)
+                except _BlobUnavailable:
+                    continue
+                if not all(tup.metadata.get(k) == v for k, v in filter.items()):
+                    continue
+                yield tup
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining <= 0:
+                        return
 
     # -- writes ----------------------------------------------------------------------
 
@@ -396,6 +708,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
             "checkpoint": self._dumps(stored_checkpoint, "the checkpoint"),
             "metadata": self._dumps(md, "the metadata"),
             "blobs": blobs,
+            "channel_versions": [{"channel": ch, "version": v} for ch, v in versions.items()],
         }
         extra = metadata_attrs(md)
         if parent_id:
@@ -465,8 +778,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
     def delete_thread(self, thread_id: str) -> None:
         """Hide the thread at once (tombstones), then delete its journal items."""
         pk = _keys.thread_pk(thread_id)
-        keys = self._store.keys(pk, "J#")
-        namespaces = {_keys.parse_sk(sk).checkpoint_ns for _, sk in keys if _is_journal(sk)}
+        keys = self._store.keys(pk, "")  # one partition walk: journal, views, chunks, index
+        namespaces = {ns for _, sk in keys if (ns := _keys.namespace_of(sk)) is not None}
         now = self._now()
         for ns_name in namespaces:
             self._store.put_plain(
@@ -540,8 +853,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
             event = ns.checkpoints[cid]
             checkpoint = self._loads(event.checkpoint)
             carried = [
-                {"channel": ch, "version": r.version,
-                 "value": None if r.value is None else {"type": r.value[0], "data": r.value[1]}}
+                {"channel": ch, "version": r.version, "value": value_record(r.value)}
                 for ch, r in ns.resolve(event, checkpoint["channel_versions"]).items()
                 if r.source != cid and doomed(ns_name, r.source)
             ]
@@ -563,10 +875,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
             f.result()
         victims = [
             (p, sk)
-            for p, sk in self._store.keys(pk, "J#")
-            if _is_journal(sk)
-            and (key := _keys.parse_sk(sk)).kind != _keys.KIND_TOMBSTONE
-            and doomed(key.checkpoint_ns, key.checkpoint_id)
+            for p, sk in self._store.keys(pk, "")
+            if (own := _keys.owner(sk)) is not None and doomed(*own)
         ]
         self._store.delete_keys(victims)
         self._forget_thread(thread_id)
@@ -588,6 +898,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
                     if r.source not in copied or (ch, r.version) not in ns.checkpoints[
                         r.source
                     ].blobs:
+                        assert not isinstance(r.value, BlobRef)  # a journal-only fold
                         blobs[(ch, r.version)] = r.value
                 record = {
                     "thread_id": target_thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
@@ -598,6 +909,10 @@ class JournalSaver(BaseCheckpointSaver[str]):
                         {"channel": ch, "version": ver,
                          "value": None if v is None else {"type": v[0], "data": v[1]}}
                         for (ch, ver), v in blobs.items()
+                    ],
+                    "channel_versions": [
+                        {"channel": ch, "version": v}
+                        for ch, v in checkpoint["channel_versions"].items()
                     ],
                 }
                 extra = metadata_attrs(self._loads(event.metadata))
@@ -613,8 +928,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
                 by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
                 for w in writes:
                     by_task[(w.task_id, w.task_path)].append(
-                        {"channel": w.channel, "idx": w.idx,
-                         "value": {"type": w.value[0], "data": w.value[1]}}
+                        {"channel": w.channel, "idx": w.idx, "value": value_record(w.value)}
                     )
                 for (task_id, task_path), ws in by_task.items():
                     record = {

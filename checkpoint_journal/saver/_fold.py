@@ -13,7 +13,12 @@ Rules, in order:
    ``channel_versions``: the blob for ``(channel, version)`` written by the latest
    event at or before the checkpoint (events carry only the channels they changed).
    A checkpoint past ``visible_until`` (a dependency of it has expired) is hidden.
-5. Pending writes follow LangGraph: key ``(task_id, idx)``; a regular write (idx >= 0)
+5. A view item (written by the projector) is used only with its checkpoint event: its
+   channel values stand for the values it resolved (a view is a pure function of the
+   journal, so a value it holds at ``(channel, version)`` is the one the journal fold
+   would pick at or after it), and its folded writes are current only while it has
+   folded as many writes events as the journal holds for its checkpoint.
+6. Pending writes follow LangGraph: key ``(task_id, idx)``; a regular write (idx >= 0)
    keeps the first value seen, a special one (error, interrupt, resume...) the last;
    events are applied in sort-key order (task, then time); the result is returned in
    ``writes_sort_key`` order.
@@ -39,6 +44,39 @@ TypedValue = tuple[str, bytes]
 
 
 @dataclass(frozen=True)
+class BlobRef:
+    """A value stored in the blob bucket by the projector."""
+
+    key: str
+    type: str
+    digest: str
+    size: int
+    stored: int
+    codec: str
+
+
+Value = TypedValue | BlobRef
+
+
+def value_of(v: dict[str, Any] | None) -> Value | None:
+    """An Avro TypedValue-or-BlobRef union member as a Python value."""
+    if v is None:
+        return None
+    if "data" in v:
+        return (v["type"], v["data"])
+    return BlobRef(v["key"], v["type"], v["digest"], v["size"], v["stored"], v["codec"])
+
+
+def value_record(v: Value | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if isinstance(v, BlobRef):
+        return {"key": v.key, "type": v.type, "digest": v.digest, "size": v.size,
+                "stored": v.stored, "codec": v.codec}
+    return {"type": v[0], "data": v[1]}
+
+
+@dataclass(frozen=True)
 class CheckpointEvent:
     thread_id: str
     checkpoint_ns: str
@@ -51,13 +89,43 @@ class CheckpointEvent:
     """(channel, version) -> serialized value, or None for an empty channel."""
     size: int
     """Bytes stored for this record (body or chunks), as written."""
+    channel_versions: dict[str, Any]
+    """The checkpoint's channel versions, in plain form."""
+    expires_at: int | None = None
+    """When the checkpoint stops being visible (TTL or a dependency's TTL)."""
+    md: dict[str, Any] | None = None
+    """The plain metadata attribute, when the event carries one."""
+
+
+@dataclass(frozen=True)
+class ViewCheckpoint:
+    """A view item, decoded."""
+
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    written_at_ms: int
+    checkpoint: TypedValue
+    metadata: TypedValue
+    channels: dict[str, tuple[Any, Value | None, int]]
+    """channel -> (version, value, written_at ms of the journal item holding it)."""
+    writes: list[ViewWrite]
+    writes_folded: int
+
+
+@dataclass(frozen=True)
+class ViewWrite:
+    task_id: str
+    task_path: str
+    channel: str
+    idx: int
+    value: Value
 
 
 @dataclass(frozen=True)
 class FoldedWrite:
     task_id: str
     channel: str
-    value: TypedValue
+    value: Value
     task_path: str
     idx: int
 
@@ -68,8 +136,16 @@ class Namespace:
 
     checkpoints: dict[str, CheckpointEvent] = field(default_factory=dict)
     writes: dict[str, list[FoldedWrite]] = field(default_factory=dict)
+    writes_events: dict[str, int] = field(default_factory=dict)
+    """checkpoint id -> how many writes events the journal holds for it."""
+    views: dict[str, ViewCheckpoint] = field(default_factory=dict)
+    """View items read along with the journal (only with ``use_views``)."""
+    tombstone_ms: int = 0
+    """written_at of the namespace's tombstone (0: none)."""
+    last_activity_ms: int = 0
+    """The latest written_at of a visible checkpoint or writes event."""
     # (channel, version) -> [(checkpoint id the blob belongs to, value)]
-    blobs: dict[tuple[str, Any], list[tuple[str, TypedValue | None]]] = field(
+    blobs: dict[tuple[str, Any], list[tuple[str, Value | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
     # (channel, version) -> written_at_ms of the item that holds it, for TTL re-carry.
@@ -85,17 +161,38 @@ class Namespace:
             if not candidates:
                 continue
             at_or_before = [c for c in candidates if c[0] <= event.checkpoint_id]
-            source, value = max(at_or_before or candidates, key=lambda c: c[0])
+            # Latest source first; on a tie, a value at hand beats a reference to S3.
+            source, value = max(
+                at_or_before or candidates,
+                key=lambda c: (c[0], not isinstance(c[1], BlobRef)),
+            )
             out[channel] = Resolved(
                 version, value, source, self.blob_written_at.get((channel, version), 0)
             )
         return out
 
+    def resolvable(self, event: CheckpointEvent) -> bool:
+        """Whether every channel of ``event`` has a value at or before it in what was read."""
+        for channel, version in event.channel_versions.items():
+            candidates = self.blobs.get((channel, version))
+            if not candidates or not any(c[0] <= event.checkpoint_id for c in candidates):
+                return False
+        return True
+
+    def current_view(self, checkpoint_id: str) -> ViewCheckpoint | None:
+        """The view of a visible checkpoint, if it has folded every writes event."""
+        view = self.views.get(checkpoint_id)
+        if view is None or checkpoint_id not in self.checkpoints:
+            return None
+        if view.writes_folded != self.writes_events.get(checkpoint_id, 0):
+            return None
+        return view
+
 
 @dataclass(frozen=True)
 class Resolved:
     version: Any
-    value: TypedValue | None
+    value: Value | None
     """None: the channel was empty at this version."""
     source: str
     """Checkpoint id of the event (or carried-blobs item) that holds the value."""
@@ -117,8 +214,12 @@ def _typed(v: dict[str, Any] | None) -> TypedValue | None:
     return None if v is None else (v["type"], v["data"])
 
 
-def fold_partition(items: Iterable[Item], *, now_s: float) -> Fold:
-    """Fold the raw items of one thread partition (any subset of its namespaces)."""
+def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = False) -> Fold:
+    """Fold the raw items of one thread partition (any subset of its namespaces).
+
+    With ``use_views``, view items among ``items`` are decoded and their values offered
+    as sources (rule 5); without, they are ignored and only the journal speaks.
+    """
     thread_id = ""
     parsed: list[tuple[_keys.ParsedKey, Item]] = []
     tombstones: dict[str, int] = {}
@@ -134,7 +235,7 @@ def fold_partition(items: Iterable[Item], *, now_s: float) -> Fold:
         if key.kind == _keys.KIND_TOMBSTONE:
             deleted_at = _num(item, "written_at") or 0
             tombstones[key.checkpoint_ns] = max(tombstones.get(key.checkpoint_ns, 0), deleted_at)
-        else:
+        elif key.kind != _keys.KIND_VIEW or use_views:
             parsed.append((key, item))
 
     chunks: dict[str, dict[int, bytes]] = defaultdict(dict)
@@ -149,14 +250,22 @@ def fold_partition(items: Iterable[Item], *, now_s: float) -> Fold:
             records.append((key, item))
 
     fold = Fold(thread_id)
+    for ns_name, deleted_at in tombstones.items():
+        fold.namespaces.setdefault(ns_name, Namespace()).tombstone_ms = deleted_at
+    views: list[tuple[_keys.ParsedKey, Item]] = []
     writes_by_cp: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for key, item in records:
+        if key.kind == _keys.KIND_VIEW:
+            views.append((key, item))
+            continue
         body = _body(item, chunks.get(key.parent_sk, {}))
         if body is None:
             continue
         ns = fold.namespaces.setdefault(key.checkpoint_ns, Namespace())
         fp, codec = item["fp"]["S"], item["codec"]["S"]
         written_at = _num(item, "written_at") or 0
+        if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
+            ns.last_activity_ms = max(ns.last_activity_ms, written_at)
         if key.kind == _keys.KIND_CHECKPOINT:
             visible_until = _num(item, "visible_until")
             rec = schemas.decode(schemas.RECORD_CHECKPOINT, body, fp, codec)
@@ -170,6 +279,14 @@ def fold_partition(items: Iterable[Item], *, now_s: float) -> Fold:
                 metadata=(rec["metadata"]["type"], rec["metadata"]["data"]),
                 blobs={(b["channel"], b["version"]): _typed(b["value"]) for b in rec["blobs"]},
                 size=len(body),
+                channel_versions={
+                    cv["channel"]: cv["version"] for cv in rec.get("channel_versions") or []
+                },
+                expires_at=min(
+                    (x for x in (_num(item, "expires_at"), visible_until) if x is not None),
+                    default=None,
+                ),
+                md=_plain_md(item),
             )
             _add_blobs(ns, key.checkpoint_id, written_at, event.blobs)
             if visible_until is None or visible_until > now_s:
@@ -185,7 +302,52 @@ def fold_partition(items: Iterable[Item], *, now_s: float) -> Fold:
     for (ns_name, cid), events in writes_by_cp.items():
         ns = fold.namespaces.setdefault(ns_name, Namespace())
         ns.writes[cid] = fold_writes(rec for _, rec in sorted(events, key=lambda e: e[0]))
+        ns.writes_events[cid] = len(events)
+    for key, item in views:
+        ns = fold.namespaces.setdefault(key.checkpoint_ns, Namespace())
+        if key.checkpoint_id not in ns.checkpoints:
+            continue  # a view without its (visible) event is a leftover; never a source
+        view = decode_view(item)
+        ns.views[key.checkpoint_id] = view
+        for channel, (version, value, at) in view.channels.items():
+            ns.blobs[(channel, version)].append((key.checkpoint_id, value))
+            ns.blob_written_at[(channel, version)] = max(
+                ns.blob_written_at.get((channel, version), 0), at
+            )
     return fold
+
+
+def decode_view(item: Item) -> ViewCheckpoint:
+    rec = schemas.decode(
+        schemas.RECORD_VIEW, item["body"]["B"], item["fp"]["S"], item["codec"]["S"]
+    )
+    return ViewCheckpoint(
+        checkpoint_id=rec["checkpoint_id"],
+        parent_checkpoint_id=rec["parent_checkpoint_id"],
+        written_at_ms=schemas.millis(rec["written_at"]),
+        checkpoint=(rec["checkpoint"]["type"], rec["checkpoint"]["data"]),
+        metadata=(rec["metadata"]["type"], rec["metadata"]["data"]),
+        channels={
+            c["channel"]: (c["version"], value_of(c["value"]), c["stored_at"])
+            for c in rec["channels"]
+        },
+        writes=[
+            ViewWrite(w["task_id"], w["task_path"], w["channel"], w["idx"],
+                      value_of(w["value"]))  # type: ignore[arg-type]
+            for w in rec["writes"]
+        ],
+        writes_folded=rec["writes_folded"],
+    )
+
+
+def _plain_md(item: Item) -> dict[str, Any] | None:
+    md = item.get("md")
+    if md is None:
+        return None
+    from boto3.dynamodb.types import TypeDeserializer
+
+    out = TypeDeserializer().deserialize(md)
+    return out if isinstance(out, dict) else None
 
 
 def fold_writes(events: Iterable[dict[str, Any]]) -> list[FoldedWrite]:
@@ -226,3 +388,58 @@ def _body(item: Item, chunks: dict[int, bytes]) -> bytes | None:
         logger.warning("skipping %s: chunk digest mismatch", item["SK"]["S"])
         return None
     return body
+
+
+@dataclass
+class Survey:
+    """What a set of items says about a namespace without decoding any body."""
+
+    events: dict[str, Item] = field(default_factory=dict)
+    """Visible checkpoint events (by attributes: TTL, visible_until, tombstone)."""
+    views: dict[str, Item] = field(default_factory=dict)
+    writes_events: dict[str, int] = field(default_factory=dict)
+    tombstone_ms: int = 0
+
+    def current_view(self, checkpoint_id: str, now_s: float) -> Item | None:
+        """The view item of a visible checkpoint if it folded every writes event read."""
+        view = self.views.get(checkpoint_id)
+        if view is None or checkpoint_id not in self.events:
+            return None
+        if _num(view, "wm") != self.writes_events.get(checkpoint_id, 0):
+            return None
+        exp = _num(view, "expires_at")
+        if exp is not None and exp <= now_s:
+            return None
+        return view
+
+
+def survey(items: Iterable[Item], *, now_s: float) -> dict[str, Survey]:
+    """Per namespace: visible events, view items and writes-event counts (no decoding)."""
+    out: dict[str, Survey] = {}
+    rest: list[tuple[_keys.ParsedKey, Item]] = []
+    for item in items:
+        try:
+            key = _keys.parse_sk(item["SK"]["S"])
+        except ValueError:
+            continue
+        sv = out.setdefault(key.checkpoint_ns, Survey())
+        if key.kind == _keys.KIND_TOMBSTONE:
+            sv.tombstone_ms = max(sv.tombstone_ms, _num(item, "written_at") or 0)
+        else:
+            rest.append((key, item))
+    for key, item in rest:
+        sv = out[key.checkpoint_ns]
+        exp = _num(item, "expires_at")
+        if exp is not None and exp <= now_s:
+            continue
+        if (_num(item, "written_at") or 0) <= sv.tombstone_ms:
+            continue
+        if key.kind == _keys.KIND_CHECKPOINT:
+            until = _num(item, "visible_until")
+            if until is None or until > now_s:
+                sv.events[key.checkpoint_id] = item
+        elif key.kind == _keys.KIND_VIEW:
+            sv.views[key.checkpoint_id] = item
+        elif key.kind == _keys.KIND_WRITES:
+            sv.writes_events[key.checkpoint_id] = sv.writes_events.get(key.checkpoint_id, 0) + 1
+    return out

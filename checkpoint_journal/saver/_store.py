@@ -194,6 +194,106 @@ class DynamoJournalStore:
                 return out
             kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def pages(
+        self,
+        pk: str,
+        *,
+        prefix: str | None = None,
+        between: tuple[str, str] | None = None,
+        descending: bool = False,
+        first_limit: int | None = None,
+    ) -> Iterator[list[Item]]:
+        """Pages of a partition under a prefix (or in an inclusive range), strongly
+        consistent. ``first_limit`` caps the first page's item count (the read path's
+        newest-first probe); later pages grow fourfold each, then are DynamoDB's 1 MB."""
+        if between is not None:
+            cond = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+            values = {":pk": {"S": pk}, ":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
+        elif prefix:
+            cond = "#pk = :pk AND begins_with(#sk, :prefix)"
+            values = {":pk": {"S": pk}, ":prefix": {"S": prefix}}
+        else:
+            cond = "#pk = :pk"
+            values = {":pk": {"S": pk}}
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": cond,
+            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"} if prefix or between
+            else {"#pk": "PK"},
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": not descending,
+            # I4: a read right after a write must see it.
+            "ConsistentRead": True,
+        }
+        limit = first_limit
+        while True:
+            if limit is not None:
+                kw["Limit"] = limit
+                limit = limit * 4 if limit < 256 else None
+            else:
+                kw.pop("Limit", None)
+            page = self._call(lambda: self.client.query(**kw), "read the journal")
+            yield list(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def get(self, pk: str, sk: str) -> Item | None:
+        resp = self._call(
+            lambda: self.client.get_item(
+                TableName=self.table, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True
+            ),
+            "read an item",
+        )
+        item: Item | None = resp.get("Item")
+        return item
+
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        """Items by key (eventually consistent, any order; missing keys are skipped)."""
+        out: list[Item] = []
+        for i in range(0, len(keys), 100):
+            pending: Any = {
+                self.table: {"Keys": [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in keys[i : i + 100]]}
+            }
+            for attempt in range(_UNPROCESSED_RETRIES + 1):
+                req = pending
+                resp = self._call(
+                    lambda: self.client.batch_get_item(RequestItems=req), "read items"
+                )
+                out.extend(resp.get("Responses", {}).get(self.table, []))
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise errors.TransientError("reads stayed unprocessed after retries; try again")
+        return out
+
+    def index_keys(
+        self, index: str, hash_name: str, hash_value: str, range_name: str,
+        *, below: str | None = None, limit: int | None = None,
+    ) -> Iterator[list[Item]]:
+        """Pages of a GSI partition, newest (greatest range key) first."""
+        cond = "#h = :h" + (" AND #r < :r" if below is not None else "")
+        values: dict[str, Any] = {":h": {"S": hash_value}}
+        names = {"#h": hash_name}
+        if below is not None:
+            values[":r"] = {"S": below}
+            names["#r"] = range_name
+        kw: dict[str, Any] = {
+            "TableName": self.table, "IndexName": index, "KeyConditionExpression": cond,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if limit is not None:
+            kw["Limit"] = limit
+        while True:
+            page = self._call(lambda: self.client.query(**kw), f"query {index}")
+            yield list(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]:
         """Keys only (no bodies) of a partition under a prefix, for deletes."""
         out: list[tuple[str, str]] = []
@@ -205,6 +305,9 @@ class DynamoJournalStore:
             "ProjectionExpression": "#pk, #sk",
             "ConsistentRead": True,
         }
+        if not sk_prefix:  # the whole partition (DynamoDB refuses an empty prefix)
+            kw["KeyConditionExpression"] = "#pk = :pk"
+            kw["ExpressionAttributeValues"] = {":pk": {"S": pk}}
         while True:
             page = self._call(lambda: self.client.query(**kw), "list journal keys")
             out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))

@@ -40,6 +40,7 @@ _FILE_RE = re.compile(r"^(?P<record>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
 RECORD_CHECKPOINT = "checkpoint_event"
 RECORD_WRITES = "writes_event"
 RECORD_BLOBS = "blobs_event"
+RECORD_VIEW = "view_checkpoint"
 
 
 @dataclass(frozen=True)

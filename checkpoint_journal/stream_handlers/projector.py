@@ -1,21 +1,141 @@
-"""The projector Lambda (work in progress: being written in this session)."""
+"""The projector Lambda: DynamoDB stream of the journal table -> view, blobs, indexes.
+
+Entry point ``checkpoint_journal.stream_handlers.projector.handler`` (template.yaml,
+``ProjectorFunction``). Powertools processes the batch record by record and answers with
+a partial batch response, so Lambda retries (and bisects) only from the first failed
+record. The work itself is in ``_projector`` and folds a whole namespace at a time: the
+first record of a namespace projects it, later records of the same namespace in the same
+invocation find it done (their items were in the table before the batch was read).
+
+Environment: ``TABLE_NAME``, ``BUCKET_NAME``, ``INLINE_LIMIT_BYTES`` and boto3's usual
+variables (``AWS_ENDPOINT_URL_DYNAMODB``/``AWS_ENDPOINT_URL_S3`` point it at a local
+deployment). Logs carry keys, counts and sizes, never payloads.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from botocore.config import Config
+
+from checkpoint_journal import _blobs
+from checkpoint_journal.stream_handlers._projector import Doorbell, Projector, Stats, doorbell
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+SERVICE = "checkpoint-journal-projector"
+
+
+def make_projector(env: Mapping[str, str]) -> Projector:
+    """A Projector configured from a Lambda-style environment."""
+    table = env.get("TABLE_NAME")
+    if not table:
+        raise RuntimeError("TABLE_NAME is not set: the projector needs the journal table")
+    session = boto3.session.Session(
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+    )
+    config = Config(retries={"mode": "standard", "total_max_attempts": 8})
+    ddb = session.client(
+        "dynamodb", endpoint_url=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None, config=config
+    )
+    bucket = env.get("BUCKET_NAME") or None
+    s3 = session.client(
+        "s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None, config=config
+    ) if bucket else None
+    return Projector(
+        ddb=ddb, s3=s3, table_name=table, bucket=bucket,
+        inline_limit=int(env.get("INLINE_LIMIT_BYTES") or _blobs.DEFAULT_INLINE_LIMIT_BYTES),
+    )
 
 
 def make_handler(env: Mapping[str, str]) -> Handler:
+    """The Lambda handler, built from an explicit environment (the local stream runner
+    calls this; Lambda calls ``handler``, built from ``os.environ``)."""
+    projector = make_projector(env)
+    logger = Logger(service=SERVICE, level=env.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+    metrics = Metrics(
+        service=SERVICE, namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "CheckpointJournal")
+    )
+    tracer = Tracer(service=SERVICE, disabled=env.get("AWS_LAMBDA_FUNCTION_NAME") is None)
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return {"batchItemFailures": []}
+        started = time.monotonic()
+        done: set[tuple[str, str]] = set()
+        total = Stats()
+        records = event.get("Records") or []
+        oldest = min(
+            (r.get("dynamodb", {}).get("ApproximateCreationDateTime") or time.time()
+             for r in records),
+            default=time.time(),
+        )
+
+        @tracer.capture_method(capture_response=False)
+        def record_handler(record: DynamoDBRecord) -> None:
+            bell = doorbell(record.raw_event)
+            if bell is None:
+                return
+            key = (bell.thread_id, bell.checkpoint_ns)
+            if key in done and not bell.tombstone:
+                return
+            stats = projector.project(bell)
+            done.add(key)
+            total.add(stats)
+
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+        failed = len(response.get("batchItemFailures", []))
+        logger.info(
+            "batch projected",
+            extra={
+                "records": len(records), "failed": failed, "namespaces": total.namespaces,
+                "views_written": total.views_written, "blobs_offloaded": total.blobs_offloaded,
+                "blob_bytes": total.blob_bytes, "items_deleted": total.items_deleted,
+                "blobs_deleted": total.blobs_deleted,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        metrics.add_metric("RecordsFolded", MetricUnit.Count, len(records) - failed)
+        metrics.add_metric("RecordsFailed", MetricUnit.Count, failed)
+        metrics.add_metric("ViewsWritten", MetricUnit.Count, total.views_written)
+        metrics.add_metric("BlobsOffloaded", MetricUnit.Count, total.blobs_offloaded)
+        metrics.add_metric("BlobBytes", MetricUnit.Bytes, total.blob_bytes)
+        metrics.add_metric("BytesWritten", MetricUnit.Bytes, total.bytes_written)
+        metrics.add_metric("LagMs", MetricUnit.Milliseconds, max(0.0, (time.time() - oldest) * 1000))
+        if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+            metrics.flush_metrics()
+        else:
+            metrics.clear_metrics()  # no CloudWatch locally: EMF lines would be noise
+        return dict(response)
 
     return handle
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    import os
+_handler: Handler | None = None
 
-    return make_handler(os.environ)(event, context)
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point."""
+    global _handler
+    if _handler is None:
+        _handler = make_handler(os.environ)
+    return _handler(event, context)
+
+
+__all__ = ["Doorbell", "handler", "make_handler", "make_projector"]

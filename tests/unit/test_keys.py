@@ -31,7 +31,7 @@ def test_parse_every_kind(ns: str, cid: str, task: str) -> None:
     cases = {
         c: ("C", c), w: ("W", w), b: ("B", b),
         _keys.chunk_sk(c, 3): ("P", c), _keys.chunk_sk(w, 0): ("P", w),
-        _keys.chunk_sk(b, 12): ("P", b),
+        _keys.chunk_sk(b, 12): ("P", b), _keys.view_sk(ns, cid): ("V", c),
     }
     for sk, (kind, parent) in cases.items():
         parsed = _keys.parse_sk(sk)
@@ -43,7 +43,29 @@ def test_parse_every_kind(ns: str, cid: str, task: str) -> None:
 
 def test_tombstone_sorts_after_every_item_of_its_namespace() -> None:
     cid = "ffffffff-ffff-6fff-bfff-ffffffffffff"
-    assert _keys.tombstone_sk("") > _keys.chunk_sk(_keys.writes_sk("", cid, "zz", "ff"), 99999)
+    assert _keys.tombstone_sk("") > _keys.writes_sk("", cid, "~~", "ff")
+    assert _keys.tombstone_sk("") > _keys.view_sk("", cid)
+
+
+def test_a_checkpoint_sorts_writes_then_view_then_event_descending() -> None:
+    """The read path's first page: newest writes, the view that folds them, the event."""
+    cid = "1f0c2d3e-0000-6000-8000-000000000001"
+    c, v = _keys.checkpoint_sk("", cid), _keys.view_sk("", cid)
+    b, w = _keys.blobs_sk("", cid, "00"), _keys.writes_sk("", cid, "A", "00")
+    assert sorted([w, v, c, b], reverse=True) == [w, v, b, c]
+    older = _keys.writes_sk("", "1f0c2d3e-0000-6000-8000-000000000000", "zz", "ff")
+    assert older < c
+
+
+def test_chunks_and_projector_items_are_outside_the_journal_range() -> None:
+    prefix = _keys.ns_prefix("")
+    cid = "1f0c2d3e-0000-6000-8000-000000000001"
+    for sk in (_keys.chunk_sk(_keys.checkpoint_sk("", cid), 0), _keys.head_sk(""),
+               _keys.index_sk("", cid, "ab")):
+        assert not sk.startswith(prefix)
+    for sk in (_keys.head_sk(""), _keys.index_sk("", cid, "ab")):
+        with pytest.raises(ValueError):
+            _keys.parse_sk(sk)
 
 
 def test_task_named_like_a_marker_is_not_a_chunk() -> None:

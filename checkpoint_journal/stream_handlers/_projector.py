@@ -1,0 +1,332 @@
+"""The projector's logic, as plain functions on boto3 clients (the Lambda wrapper is
+``projector.py``).
+
+A stream record is a doorbell (I3): it names a thread and a namespace, nothing more.
+For each namespace rung in a batch the projector re-reads that namespace's journal with
+strongly consistent reads, folds it (``saver._fold``, the same fold the saver reads
+with), and writes what is missing or behind, in an order that never leaves a dangling
+pointer (I2): blob objects, then index items, then the view item (conditional on
+folding more writes events than the one stored: a late or repeated record is a no-op),
+then the head (conditional on a later projection time). A tombstone in the namespace
+hides everything written before it; when the batch carries the tombstone itself, the
+projector also removes the deleted incarnation's blobs and any projector item left
+behind (I6).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import botocore.exceptions
+
+from checkpoint_journal import _blobs, _keys
+from checkpoint_journal._size import MAX_ITEM_BYTES
+from checkpoint_journal.saver._fold import Namespace, fold_partition
+from checkpoint_journal.saver._items import Item
+from checkpoint_journal.saver._store import DynamoJournalStore
+from checkpoint_journal.stream_handlers._view import build_view, head_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """What one projection did (for metrics and tests)."""
+
+    namespaces: int = 0
+    views_written: int = 0
+    views_current: int = 0
+    index_items: int = 0
+    blobs_offloaded: int = 0
+    blob_bytes: int = 0
+    items_deleted: int = 0
+    blobs_deleted: int = 0
+    bytes_written: int = 0
+
+    def add(self, other: Stats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class Doorbell:
+    """What a stream record asks the projector to look at."""
+
+    thread_id: str
+    checkpoint_ns: str
+    tombstone: bool = False
+    removal: bool = False
+
+
+def doorbell(record: Mapping[str, Any]) -> Doorbell | None:
+    """The namespace a Lambda DynamoDB-stream record rings for, or None to ignore it.
+
+    Ignored: the projector's own items (views, heads, index entries), chunks (their
+    commit item rings), and DynamoDB's TTL deletions (expired items need no view work:
+    view, head and index items carry the same expiry).
+    """
+    ddb = record.get("dynamodb") or {}
+    keys = ddb.get("Keys") or {}
+    pk = (keys.get("PK") or {}).get("S")
+    sk = (keys.get("SK") or {}).get("S")
+    if not pk or not sk:
+        return None
+    identity = record.get("userIdentity") or {}
+    if identity.get("type") == "Service":
+        return None
+    try:
+        thread_id = _keys.thread_from_pk(pk)
+        key = _keys.parse_sk(sk)
+    except ValueError:
+        return None
+    if key.kind in (_keys.KIND_VIEW, _keys.KIND_CHUNK):
+        return None
+    return Doorbell(
+        thread_id,
+        key.checkpoint_ns,
+        tombstone=key.kind == _keys.KIND_TOMBSTONE and record.get("eventName") != "REMOVE",
+        removal=record.get("eventName") == "REMOVE",
+    )
+
+
+@dataclass
+class Projector:
+    """Folds namespaces of the journal into view, index and head items."""
+
+    ddb: DynamoDBClient
+    s3: S3Client | None
+    table_name: str
+    bucket: str | None
+    inline_limit: int = _blobs.DEFAULT_INLINE_LIMIT_BYTES
+    max_item_bytes: int = MAX_ITEM_BYTES
+    clock: Callable[[], float] = time.time
+    store: DynamoJournalStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = DynamoJournalStore(self.ddb, self.table_name)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def read_namespace(self, thread_id: str, ns_name: str) -> list[Item]:
+        """Every journal and view item of a namespace, with the chunks of chunked records."""
+        pk = _keys.thread_pk(thread_id)
+        items: list[Item] = []
+        for page in self.store.pages(pk, prefix=_keys.ns_prefix(ns_name)):
+            items.extend(page)
+        for commit in [i for i in items if "chunks" in i]:
+            for page in self.store.pages(pk, prefix=_keys.chunk_prefix(commit["SK"]["S"])):
+                items.extend(page)
+        return items
+
+    # -- projecting --------------------------------------------------------------------
+
+    def project(self, bell: Doorbell) -> Stats:
+        """Bring one namespace's view, index and head up to date with its journal."""
+        stats = Stats(namespaces=1)
+        thread_id, ns_name = bell.thread_id, bell.checkpoint_ns
+        pk = _keys.thread_pk(thread_id)
+        now = self.clock()
+        items = self.read_namespace(thread_id, ns_name)
+        fold = fold_partition(items, now_s=now, use_views=True)
+        ns = fold.namespaces.get(ns_name) or Namespace()
+        stored_views = {
+            _keys.parse_sk(i["SK"]["S"]).checkpoint_id: i
+            for i in items if i.get("kind", {}).get("S") == _keys.KIND_VIEW
+        }
+
+        uploaded: set[str] = set()
+        for cid in sorted(ns.checkpoints):
+            if ns.current_view(cid) is not None:
+                stats.views_current += 1
+                continue
+            built = build_view(
+                thread_id, ns_name, ns, ns.checkpoints[cid],
+                inline_limit=self.inline_limit, max_item_bytes=self.max_item_bytes,
+            )
+            for off in built.offloads:
+                if off.ref.key in uploaded:
+                    continue  # content-addressed: the same value is one object
+                uploaded.add(off.ref.key)
+                self._put_blob(off.ref.key, off.body)
+                stats.blobs_offloaded += 1
+                stats.blob_bytes += len(off.body)
+            for idx in built.index:
+                self._put_once(idx)
+                stats.index_items += 1
+                stats.bytes_written += _size(idx)
+            if self._put_view(built.view):
+                stats.views_written += 1
+                stats.bytes_written += _size(built.view)
+
+        # Views and index entries of checkpoints that are gone (pruned, deleted, hidden
+        # by a tombstone, expired): removed, so nothing resurrects them (I6).
+        doomed = [(pk, i["SK"]["S"]) for cid, i in stored_views.items()
+                  if cid not in ns.checkpoints]
+        if bell.removal or bell.tombstone or doomed:
+            visible = set(ns.checkpoints)
+            for sk in self.store.keys(pk, "I#" + _keys.ns_prefix(ns_name)[2:]):
+                owner = sk[1].split("#")[2]
+                if owner not in visible:
+                    doomed.append(sk)
+        if bell.tombstone:
+            stats.blobs_deleted += self._delete_blobs(thread_id, ns_name, ns.tombstone_ms)
+        if doomed:
+            self.store.delete_keys(doomed)
+            stats.items_deleted += len(doomed)
+
+        head = head_item(thread_id, ns_name, ns, projected_at_ms=int(now * 1000))
+        if head is None:
+            if bell.removal or bell.tombstone:
+                self.store.delete_keys([(pk, _keys.head_sk(ns_name))])
+        elif self._put_head(head):
+            stats.bytes_written += _size(head)
+        return stats
+
+    def project_all(self, bells: Iterable[Doorbell]) -> Stats:
+        """Project each namespace once, merging what several records ask for."""
+        merged: dict[tuple[str, str], Doorbell] = {}
+        for b in bells:
+            prev = merged.get((b.thread_id, b.checkpoint_ns))
+            merged[(b.thread_id, b.checkpoint_ns)] = Doorbell(
+                b.thread_id, b.checkpoint_ns,
+                tombstone=b.tombstone or (prev.tombstone if prev else False),
+                removal=b.removal or (prev.removal if prev else False),
+            )
+        stats = Stats()
+        for b in merged.values():
+            stats.add(self.project(b))
+        return stats
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _put_blob(self, key: str, body: bytes) -> None:
+        if self.s3 is None or not self.bucket:
+            raise RuntimeError(
+                "a value needs offloading but the projector has no bucket (set BUCKET_NAME)"
+            )
+        # Content-addressed: putting the same key again writes the same bytes.
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def _put_once(self, item: Item) -> None:
+        try:
+            self.ddb.put_item(
+                TableName=self.table_name, Item=item,
+                # Index entries are a function of an immutable event: write once.
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": "PK"},
+            )
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _put_view(self, item: Item) -> bool:
+        try:
+            self.ddb.put_item(
+                TableName=self.table_name, Item=item,
+                # Monotonic: only a view that folded more writes events replaces one.
+                ConditionExpression="attribute_not_exists(#pk) OR #wm < :wm",
+                ExpressionAttributeNames={"#pk": "PK", "#wm": "wm"},
+                ExpressionAttributeValues={":wm": item["wm"]},
+            )
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def _put_head(self, item: Item) -> bool:
+        try:
+            self.ddb.put_item(
+                TableName=self.table_name, Item=item,
+                # Monotonic: a projection that read the journal later wins.
+                ConditionExpression="attribute_not_exists(#pk) OR #pa < :pa",
+                ExpressionAttributeNames={"#pk": "PK", "#pa": "pa"},
+                ExpressionAttributeValues={":pa": item["pa"]},
+            )
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def _delete_blobs(self, thread_id: str, ns_name: str, tombstone_ms: int) -> int:
+        """Delete the namespace's blobs of every incarnation before the tombstone."""
+        if self.s3 is None or not self.bucket:
+            return 0
+        prefix = _blobs.namespace_prefix(thread_id, ns_name)
+        doomed: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                try:
+                    if _blobs.incarnation_of(obj["Key"]) < tombstone_ms:
+                        doomed.append(obj["Key"])
+                except (ValueError, IndexError):
+                    continue
+        for i in range(0, len(doomed), 1000):
+            batch = doomed[i : i + 1000]
+            resp = self.s3.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            if resp.get("Errors"):
+                raise RuntimeError(f"{len(resp['Errors'])} blob deletes failed; will retry")
+        return len(doomed)
+
+    # -- rebuild -------------------------------------------------------------------------
+
+    def rebuild_thread(self, thread_id: str) -> Stats:
+        """Drop the thread's view, index and head items and project it afresh."""
+        pk = _keys.thread_pk(thread_id)
+        keys = self.store.keys(pk, "")
+        projector_items = [
+            (p, sk) for p, sk in keys
+            if sk.startswith(("H#", "I#")) or sk.endswith("#" + _keys.KIND_VIEW)
+        ]
+        self.store.delete_keys(projector_items)
+        namespaces = sorted({
+            _keys.parse_sk(sk).checkpoint_ns for _, sk in keys if _is_journal(sk)
+        })
+        stats = Stats(items_deleted=len(projector_items))
+        for ns_name in namespaces:
+            stats.add(self.project(Doorbell(thread_id, ns_name)))
+        return stats
+
+    def threads(self) -> Iterable[str]:
+        """Every thread id in the table (a Scan: for rebuild-all and operators only)."""
+        seen: set[str] = set()
+        paginator = self.ddb.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self.table_name, ProjectionExpression="#pk",
+            ExpressionAttributeNames={"#pk": "PK"},
+        ):
+            for item in page.get("Items", []):
+                pk = item["PK"]["S"]
+                if pk not in seen and pk.startswith("T#"):
+                    seen.add(pk)
+                    yield _keys.thread_from_pk(pk)
+
+
+def _is_journal(sk: str) -> bool:
+    try:
+        _keys.parse_sk(sk)
+    except ValueError:
+        return False
+    return True
+
+
+def _size(item: Item) -> int:
+    from checkpoint_journal._size import item_size
+
+    return item_size(item)
