@@ -67,11 +67,16 @@ def make_handler(env: Mapping[str, str]) -> Handler:
     """The Lambda handler, built from an explicit environment (the local stream runner
     calls this; Lambda calls ``handler``, built from ``os.environ``)."""
     projector = make_projector(env)
-    logger = Logger(service=SERVICE, level=env.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+    # Outside Lambda (the local stream runner) a per-batch INFO line would drown the
+    # user's own output: warnings only, unless asked for.
+    level = env.get("POWERTOOLS_LOG_LEVEL", "INFO") if in_lambda else env.get(
+        "CHECKPOINT_JOURNAL_PROJECTOR_LOG_LEVEL", "WARNING")
+    logger = Logger(service=SERVICE, level=level)
     metrics = Metrics(
         service=SERVICE, namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "CheckpointJournal")
     )
-    tracer = Tracer(service=SERVICE, disabled=env.get("AWS_LAMBDA_FUNCTION_NAME") is None)
+    tracer = Tracer(service=SERVICE, disabled=not in_lambda)
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -118,7 +123,7 @@ def make_handler(env: Mapping[str, str]) -> Handler:
         metrics.add_metric("BlobBytes", MetricUnit.Bytes, total.blob_bytes)
         metrics.add_metric("BytesWritten", MetricUnit.Bytes, total.bytes_written)
         metrics.add_metric("LagMs", MetricUnit.Milliseconds, max(0.0, (time.time() - oldest) * 1000))
-        if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+        if in_lambda:
             metrics.flush_metrics()
         else:
             metrics.clear_metrics()  # no CloudWatch locally: EMF lines would be noise
