@@ -24,6 +24,7 @@ def ckpt(cid: str, blobs: dict[tuple[str, str], bytes | None], *, at: int = 1,
         "checkpoint": tv(b"c"), "metadata": tv(b"m"),
         "blobs": [{"channel": c, "version": v, "value": None if b is None else tv(b)}
                   for (c, v), b in blobs.items()],
+        "channel_versions": [{"channel": c, "version": v} for (c, v) in blobs],
     }
     enc = schemas.encode(schemas.RECORD_CHECKPOINT, rec, compress=True)
     plan = plan_items(PK, _keys.checkpoint_sk(ns, cid), "C", enc, written_at_ms=at,

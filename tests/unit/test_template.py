@@ -194,6 +194,10 @@ def test_table_create_kwargs_from_the_real_template(template: dict[str, Any]) ->
             {"AttributeName": "PK", "AttributeType": "S"},
             {"AttributeName": "SK", "AttributeType": "S"},
             {"AttributeName": "run_id", "AttributeType": "S"},
+            {"AttributeName": "mi", "AttributeType": "S"},
+            {"AttributeName": "ms", "AttributeType": "S"},
+            {"AttributeName": "ta", "AttributeType": "S"},
+            {"AttributeName": "ts", "AttributeType": "S"},
         ],
         "BillingMode": "PAY_PER_REQUEST",
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
@@ -205,7 +209,23 @@ def test_table_create_kwargs_from_the_real_template(template: dict[str, Any]) ->
                     {"AttributeName": "SK", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
+            },
+            {
+                "IndexName": "MetaIndex",
+                "KeySchema": [
+                    {"AttributeName": "mi", "KeyType": "HASH"},
+                    {"AttributeName": "ms", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+            {
+                "IndexName": "ThreadIndex",
+                "KeySchema": [
+                    {"AttributeName": "ta", "KeyType": "HASH"},
+                    {"AttributeName": "ts", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["latest", "step"]},
+            },
         ],
     }
 
@@ -227,18 +247,16 @@ def test_table_create_kwargs_translates_provisioned_capacity(template: dict[str,
     props = template["Resources"]["JournalTable"]["Properties"]
     props["BillingMode"] = "PROVISIONED"
     props["ProvisionedThroughput"] = {"ReadCapacityUnits": {"Ref": "Rcu"}, "WriteCapacityUnits": 2}
-    props["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"] = {
-        "ReadCapacityUnits": 1,
-        "WriteCapacityUnits": "1",
-    }
+    # Every GSI of a provisioned table needs its own throughput.
+    for index in props["GlobalSecondaryIndexes"]:
+        index["ProvisionedThroughput"] = {"ReadCapacityUnits": 1, "WriteCapacityUnits": "1"}
 
     kwargs = table_create_kwargs(template, "t", parameters={"Rcu": "7"})
 
     assert kwargs["ProvisionedThroughput"] == {"ReadCapacityUnits": 7, "WriteCapacityUnits": 2}
-    assert kwargs["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"] == {
-        "ReadCapacityUnits": 1,
-        "WriteCapacityUnits": 1,
-    }
+    assert [i["ProvisionedThroughput"] for i in kwargs["GlobalSecondaryIndexes"]] == [
+        {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}
+    ] * len(props["GlobalSecondaryIndexes"])
 
 
 def _drop(path: tuple[Any, ...]) -> Any:
@@ -415,9 +433,14 @@ def test_moto_creates_the_table_from_the_translation(template: dict[str, Any]) -
         {"AttributeName": "SK", "KeyType": "RANGE"},
     ]
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
-    (gsi,) = table["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == "RunIndex"
-    assert gsi["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    gsis = {gsi["IndexName"]: gsi for gsi in table["GlobalSecondaryIndexes"]}
+    assert set(gsis) == {"RunIndex", "MetaIndex", "ThreadIndex"}
+    assert gsis["RunIndex"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert gsis["MetaIndex"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert gsis["ThreadIndex"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["latest", "step"],
+    }
     described_ttl = ddb.describe_time_to_live(TableName="journal-unit")
     assert described_ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
