@@ -1,7 +1,8 @@
 """The ``checkpoint-journal`` command.
 
-    checkpoint-journal local [--backend moto|dynamodb-local]
-    checkpoint-journal demo  [--backend moto|dynamodb-local]
+    checkpoint-journal local   [--backend moto|dynamodb-local]
+    checkpoint-journal demo    [--backend moto|dynamodb-local]
+    checkpoint-journal rebuild (--thread ID ... | --all) [--table T] [--bucket B]
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments
 and help (with an example) and sets ``func`` to a ``_cmd_<name>(args) -> int``; new
@@ -206,10 +207,75 @@ def _demo_failures(result: Any) -> list[str]:
     return [msg for msg, ok in checks.items() if not ok]
 
 
+# -- rebuild ----------------------------------------------------------------------------------
+
+
+_REBUILD_EPILOG = """\
+example:
+  export CHECKPOINT_JOURNAL_TABLE=my-table CHECKPOINT_JOURNAL_BUCKET=my-bucket
+  checkpoint-journal rebuild --thread customer-42
+  checkpoint-journal rebuild --all          # every thread (scans the table)
+
+Run it with credentials that may do what the projector does (its role, or an operator's):
+write view, head and index items, and put and delete objects under blobs/. Endpoints come
+from boto3's usual settings (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_REGION).
+"""
+
+
+def _add_rebuild(sub: Any) -> None:
+    p = sub.add_parser(
+        "rebuild",
+        help="replay threads' journals into a fresh view (after a failed batch, or to "
+        "check the view)",
+        description="Drop the view, head and index items of the given threads and fold\n"
+        "their journals again, exactly as the projector does. The journal is not touched.",
+        epilog=_REBUILD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--thread", action="append", metavar="ID", help="a thread id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every thread in the table")
+    p.add_argument("--table", help="the journal table (default: $CHECKPOINT_JOURNAL_TABLE)")
+    p.add_argument("--bucket", help="the blob bucket (default: $CHECKPOINT_JOURNAL_BUCKET)")
+    p.set_defaults(func=_cmd_rebuild)
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    import os
+
+    from checkpoint_journal.errors import JournalError
+    from checkpoint_journal.stream_handlers.projector import make_projector
+
+    table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")
+    if not table:
+        _err("no table: pass --table or set CHECKPOINT_JOURNAL_TABLE")
+        return 2
+    env = dict(os.environ)
+    env["TABLE_NAME"] = table
+    env["BUCKET_NAME"] = args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET", "")
+    projector = make_projector(env)
+    try:
+        threads = list(projector.threads()) if args.all else list(args.thread)
+        for thread in threads:
+            stats = projector.rebuild_thread(thread)
+            out(f"{thread}: {stats.namespaces} namespace(s), {stats.views_written} view(s), "
+                f"{stats.index_items} index item(s), {stats.blobs_offloaded} blob(s) written")
+    except (JournalError, OSError, RuntimeError) as e:
+        _err(f"rebuild failed: {e}")
+        return 1
+    except Exception as e:  # botocore errors: say which, not a traceback
+        _err(f"rebuild failed: {type(e).__name__}: {e}")
+        return 1
+    finally:
+        projector.close()
+    out(f"rebuilt {len(threads)} thread(s)")
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_local, _add_demo]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_local, _add_demo, _add_rebuild]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -417,3 +417,27 @@ def test_handler_reports_only_the_failed_namespace(quiet: LocalDeployment) -> No
     assert resp == {"batchItemFailures": [{"itemIdentifier": f"{2:021d}"}]}
     assert any(i["kind"]["S"] == "V" for i in items(quiet, good))
     assert not any(i["kind"]["S"] == "V" for i in items(quiet, bad))
+
+
+def test_rebuild_command(quiet: LocalDeployment, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    from checkpoint_journal.cli import main
+
+    thread = f"cli-{uuid.uuid4()}"
+    cfg = {"configurable": {"thread_id": thread}}
+    with quiet.saver() as saver:
+        graph = build_chat(saver)
+        run_turns(graph, cfg, kb_text(100_000), 2)
+        expected = observe(graph, cfg)
+        for k, v in quiet.env().items():
+            monkeypatch.setenv(k, v)
+        assert main(["rebuild", "--thread", thread]) == 0
+        assert f"{thread}: 1 namespace(s)" in capsys.readouterr().out
+        assert projector_items(quiet, thread)
+        with calls(saver) as seen:
+            graph.get_state(cfg)
+        assert seen == ["Query", "s3:GetObject"]
+        assert observe(graph, cfg) == expected
+        monkeypatch.delenv("CHECKPOINT_JOURNAL_TABLE")
+        assert main(["rebuild", "--all"]) == 2
+        assert "no table" in capsys.readouterr().err
