@@ -436,17 +436,35 @@ class JournalSaver(BaseCheckpointSaver[str]):
         else:
             target = None
             sv = None
-            for page in self._store.pages(
+            pages = self._store.pages(
                 pk, prefix=_keys.ns_prefix(ns_name), descending=True, first_limit=8
-            ):
+            )
+            whole = True
+            for page in pages:
                 items.extend(page)
                 sv = survey(items, now_s=now).get(ns_name)
                 if sv is not None and sv.events:
                     target = max(sv.events)
+                    whole = False
                     break
-            else:
-                if sv is None or not sv.events:
-                    return None  # the whole namespace was read: nothing visible
+            if target is None:
+                return None  # the whole namespace was read: nothing visible
+            assert sv is not None
+            if sv.current_view(target, now) is None:
+                # The projector lags (or is not deployed): read on to the newest view
+                # below, whose values complete what the tail's events do not carry.
+                for page in pages:
+                    items.extend(page)
+                    sv = survey(items, now_s=now).get(ns_name)
+                    assert sv is not None
+                    if sv.seed_below(target) is not None:
+                        break
+                else:
+                    whole = True
+                tuple_ = self._from_tail(thread_id, ns_name, target, items, whole)
+                if tuple_ is not None:
+                    return tuple_
+                return self._get_folded(thread_id, ns_name, None)
         if target is not None and sv is not None and target in sv.events:
             view_item = sv.current_view(target, now)
             if view_item is not None:
@@ -457,6 +475,22 @@ class JournalSaver(BaseCheckpointSaver[str]):
         elif checkpoint_id:
             return None  # the event is not there (or not visible): no such checkpoint
         return self._get_folded(thread_id, ns_name, checkpoint_id)
+
+    def _from_tail(
+        self, thread_id: str, ns_name: str, target: str, items: list[Item], whole: bool
+    ) -> CheckpointTuple | None:
+        """The target from a namespace's newest items (down to a view, or all of them);
+        None when the tail does not hold every value it needs."""
+        ns = self._read(thread_id, ns_name, use_views=True, items=items).namespaces.get(ns_name)
+        if ns is None or target not in ns.checkpoints:
+            return None
+        event = ns.checkpoints[target]
+        if not whole and ns.current_view(target) is None and not ns.resolvable(event):
+            return None
+        try:
+            return self._tuple(thread_id, ns_name, ns, event)
+        except _BlobUnavailable:
+            return None
 
     def _get_folded(
         self, thread_id: str, ns_name: str, checkpoint_id: str | None

@@ -400,6 +400,12 @@ class Survey:
     writes_events: dict[str, int] = field(default_factory=dict)
     tombstone_ms: int = 0
 
+    def seed_below(self, checkpoint_id: str) -> str | None:
+        """The newest visible checkpoint older than ``checkpoint_id`` whose view item was
+        read: its values are a complete starting point for everything after it."""
+        found = [c for c in self.views if c < checkpoint_id and c in self.events]
+        return max(found) if found else None
+
     def current_view(self, checkpoint_id: str, now_s: float) -> Item | None:
         """The view item of a visible checkpoint if it folded every writes event read."""
         view = self.views.get(checkpoint_id)

@@ -25,7 +25,7 @@ import botocore.exceptions
 
 from checkpoint_journal import _blobs, _keys
 from checkpoint_journal._size import MAX_ITEM_BYTES
-from checkpoint_journal.saver._fold import Namespace, fold_partition
+from checkpoint_journal.saver._fold import Namespace, fold_partition, survey
 from checkpoint_journal.saver._items import Item
 from checkpoint_journal.saver._store import DynamoJournalStore
 from checkpoint_journal.stream_handlers._view import build_view, head_item
@@ -64,6 +64,8 @@ class Doorbell:
     checkpoint_ns: str
     tombstone: bool = False
     removal: bool = False
+    checkpoint_id: str | None = None
+    """The oldest checkpoint the records concern; None: look at the whole namespace."""
 
 
 def doorbell(record: Mapping[str, Any]) -> Doorbell | None:
@@ -94,7 +96,26 @@ def doorbell(record: Mapping[str, Any]) -> Doorbell | None:
         key.checkpoint_ns,
         tombstone=key.kind == _keys.KIND_TOMBSTONE and record.get("eventName") != "REMOVE",
         removal=record.get("eventName") == "REMOVE",
+        checkpoint_id=key.checkpoint_id or None,
     )
+
+
+def merge(bells: Iterable[Doorbell]) -> dict[tuple[str, str], Doorbell]:
+    """One doorbell per namespace: the union of what several records ask for."""
+    merged: dict[tuple[str, str], Doorbell] = {}
+    for b in bells:
+        key = (b.thread_id, b.checkpoint_ns)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = b
+            continue
+        cid = (None if prev.checkpoint_id is None or b.checkpoint_id is None
+               else min(prev.checkpoint_id, b.checkpoint_id))
+        merged[key] = Doorbell(
+            b.thread_id, b.checkpoint_ns, tombstone=b.tombstone or prev.tombstone,
+            removal=b.removal or prev.removal, checkpoint_id=cid,
+        )
+    return merged
 
 
 @dataclass
@@ -118,16 +139,37 @@ class Projector:
 
     # -- reading -----------------------------------------------------------------------
 
-    def read_namespace(self, thread_id: str, ns_name: str) -> list[Item]:
-        """Every journal and view item of a namespace, with the chunks of chunked records."""
+    def read_namespace(
+        self, thread_id: str, ns_name: str, *, from_checkpoint: str | None = None
+    ) -> tuple[list[Item], bool]:
+        """Journal and view items of a namespace, with the chunks of chunked records.
+
+        With ``from_checkpoint``, only the tail: newest first, down to the first view item
+        of a visible checkpoint older than it (a complete starting point: the fold takes
+        its values as sources). Returns the items and whether the whole namespace was read.
+        """
         pk = _keys.thread_pk(thread_id)
         items: list[Item] = []
-        for page in self.store.pages(pk, prefix=_keys.ns_prefix(ns_name)):
+        whole = True
+        for page in self.store.pages(
+            pk, prefix=_keys.ns_prefix(ns_name), descending=True,
+            first_limit=32 if from_checkpoint else None,
+        ):
             items.extend(page)
+            if from_checkpoint is not None:
+                sv = survey(items, now_s=self.clock()).get(ns_name)
+                seed = sv.seed_below(from_checkpoint) if sv is not None else None
+                if seed is not None:
+                    whole = False
+                    # The page may reach into older checkpoints: leave them out entirely
+                    # (a view without its event there would look like a leftover).
+                    items = [i for i in items
+                             if (own := _keys.owner(i["SK"]["S"])) is None or own[1] >= seed]
+                    break
         for commit in [i for i in items if "chunks" in i]:
             for page in self.store.pages(pk, prefix=_keys.chunk_prefix(commit["SK"]["S"])):
                 items.extend(page)
-        return items
+        return items, whole
 
     # -- projecting --------------------------------------------------------------------
 
@@ -137,9 +179,18 @@ class Projector:
         thread_id, ns_name = bell.thread_id, bell.checkpoint_ns
         pk = _keys.thread_pk(thread_id)
         now = self.clock()
-        items = self.read_namespace(thread_id, ns_name)
+        tail = bell.checkpoint_id if not (bell.removal or bell.tombstone) else None
+        items, whole = self.read_namespace(thread_id, ns_name, from_checkpoint=tail)
         fold = fold_partition(items, now_s=now, use_views=True)
         ns = fold.namespaces.get(ns_name) or Namespace()
+        if not whole and not all(
+            ns.current_view(c) is not None or ns.resolvable(e) for c, e in ns.checkpoints.items()
+        ):
+            # A value older than the tail's starting view (a fork reusing an old version):
+            # fold the whole namespace instead.
+            items, whole = self.read_namespace(thread_id, ns_name)
+            fold = fold_partition(items, now_s=now, use_views=True)
+            ns = fold.namespaces.get(ns_name) or Namespace()
         stored_views = {
             _keys.parse_sk(i["SK"]["S"]).checkpoint_id: i
             for i in items if i.get("kind", {}).get("S") == _keys.KIND_VIEW
@@ -195,16 +246,8 @@ class Projector:
 
     def project_all(self, bells: Iterable[Doorbell]) -> Stats:
         """Project each namespace once, merging what several records ask for."""
-        merged: dict[tuple[str, str], Doorbell] = {}
-        for b in bells:
-            prev = merged.get((b.thread_id, b.checkpoint_ns))
-            merged[(b.thread_id, b.checkpoint_ns)] = Doorbell(
-                b.thread_id, b.checkpoint_ns,
-                tombstone=b.tombstone or (prev.tombstone if prev else False),
-                removal=b.removal or (prev.removal if prev else False),
-            )
         stats = Stats()
-        for b in merged.values():
+        for b in merge(bells).values():
             stats.add(self.project(b))
         return stats
 

@@ -181,7 +181,6 @@ def head_item(
         "SK": {"S": _keys.head_sk(ns_name)},
         "kind": {"S": _keys.KIND_HEAD},
         "latest": {"S": latest.checkpoint_id},
-        "checkpoints": {"N": str(len(ns.checkpoints))},
         "ta": {"S": _index.thread_partition(_index.shard(thread_id))},
         "ts": {"S": _index.activity(ns.last_activity_ms)},
         "written_at": {"N": str(ns.last_activity_ms)},

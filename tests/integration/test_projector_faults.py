@@ -133,7 +133,7 @@ class JournalVersusMemory(RuleBasedStateMachine):
         metadata = {"source": "loop", "step": len(changes), "run_id": f"run-{self.run}"}
         for saver in (self.saver, self.ref):
             saver.put(parent_cfg, checkpoint, metadata, new_versions)  # type: ignore[arg-type]
-        self.pending.append(Doorbell(tid, ns))
+        self.pending.append(Doorbell(tid, ns, checkpoint_id=checkpoint["id"]))
         return (tid, ns, checkpoint["id"])
 
     @rule(target=checkpoints, cp=checkpoints, task=st.sampled_from(["t1", "t2"]),
@@ -148,7 +148,7 @@ class JournalVersusMemory(RuleBasedStateMachine):
             return cp  # deleted meanwhile: LangGraph never writes to a missing checkpoint
         for saver in (self.saver, self.ref):
             saver.put_writes(cfg, [(ch, value(token)) for ch, token in writes], task)
-        self.pending.append(Doorbell(tid, ns))
+        self.pending.append(Doorbell(tid, ns, checkpoint_id=cid))
         return cp
 
     @rule(thread=st.sampled_from(THREADS))
