@@ -22,7 +22,7 @@ from checkpoint_journal import JournalSaver
 from checkpoint_journal.cli import build_parser, main
 from checkpoint_journal.demo import DemoResult, run_demo
 
-SUBCOMMANDS = ["local", "demo"]
+SUBCOMMANDS = ["local", "demo", "rebuild"]  # rebuild: tests/integration/test_projector.py
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -94,6 +94,8 @@ def test_main_demo_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
         "finished nodes re-run after the crash: none",
         "fork:     {'refund': 80.0, 'needs_approval': False}",
         "checkpoint events",
+        "get_state with the projector caught up: 1 request(s) (Query)",
+        "views ",
         "Demo finished in ",
     ):
         assert expected in text

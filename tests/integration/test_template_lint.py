@@ -12,8 +12,10 @@ of our own offline transform as well catches those.
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -121,10 +123,25 @@ class _NoManagedPolicies:
         return {}
 
 
+# What `sam package` / `sam deploy` put in place of a local CodeUri (the built artifact,
+# uploaded). The translator accepts only an S3 location; cfn-lint makes the same swap.
+PACKAGED_CODE = "s3://artifacts-bucket/projector.zip"
+
+
+def _transform(source: dict[str, Any]) -> dict[str, Any]:
+    """The template as CloudFormation receives it after `sam build` and `sam package`."""
+    source = copy.deepcopy(source)
+    for resource in source["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            code_uri = resource["Properties"]["CodeUri"]
+            assert isinstance(code_uri, str) and not code_uri.startswith("s3://"), code_uri
+            resource["Properties"]["CodeUri"] = PACKAGED_CODE
+    return transform(source, {}, _NoManagedPolicies())  # type: ignore[arg-type, no-any-return]
+
+
 @pytest.fixture(scope="module")
 def transformed() -> dict[str, Any]:
-    source = load_template(TEMPLATE)
-    return transform(source, {}, _NoManagedPolicies())  # type: ignore[arg-type]
+    return _transform(load_template(TEMPLATE))
 
 
 def _policy_statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,7 +173,18 @@ def test_sam_transform_runs_offline_and_keeps_every_resource(transformed: dict[s
         "BucketName",
         "BucketArn",
         "AgentPolicyArn",
+        "ProjectorFunctionName",
+        "ProjectorFunctionArn",
+        "ProjectorLogGroupName",
+        "ProjectorFailureQueueUrl",
+        "ProjectorFailureQueueArn",
+        "ProjectorIteratorAgeAlarmName",
+        "ProjectorErrorsAlarmName",
+        "ProjectorFailureQueueAlarmName",
     }
+    # Every output is exported as "<stack name>-<output name>".
+    for name, output in transformed["Outputs"].items():
+        assert output["Export"] == {"Name": {"Fn::Sub": f"${{AWS::StackName}}-{name}"}}, name
 
 
 def test_cfn_lint_passes_on_the_transformed_template(transformed: dict[str, Any]) -> None:
@@ -179,7 +207,7 @@ def test_the_lint_setup_does_catch_errors(tmp_path: pathlib.Path) -> None:
     broken["Resources"]["AgentPolicy"]["Properties"]["PolicyDocument"]["Statement"][0][
         "Action"
     ].append("dynamodb:NoSuchAction")
-    transformed = transform(broken, {}, _NoManagedPolicies())  # type: ignore[arg-type]
+    transformed = _transform(broken)
     matches = lint(json.dumps(transformed), config=LINT_CONFIG)
     found = {m.rule.id for m in _errors_and_warnings(matches)}
     assert "E3030" in found, found  # BillingMode not an allowed value
@@ -187,48 +215,512 @@ def test_the_lint_setup_does_catch_errors(tmp_path: pathlib.Path) -> None:
 
 
 # --- security facts ------------------------------------------------------------------------
+#
+# Each policy check below is a function returning the problems it finds, so that
+# test_loosened_policies_are_caught can show that it does fail on a loosened template.
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+TABLE = {"Fn::GetAtt": ["JournalTable", "Arn"]}
+TABLE_INDEXES = {"Fn::Sub": "${JournalTable.Arn}/index/*"}
+TABLE_STREAM = {"Fn::GetAtt": ["JournalTable", "StreamArn"]}
+BUCKET = {"Fn::GetAtt": ["BlobBucket", "Arn"]}
+BLOBS = {"Fn::Sub": "${BlobBucket.Arn}/blobs/*"}
+FAILURE_QUEUE = {"Fn::GetAtt": ["ProjectorFailureQueue", "Arn"]}
+PROJECTOR_LOGS = {"Fn::GetAtt": ["ProjectorLogGroup", "Arn"]}
+
+# Actions IAM cannot scope to a resource (the IAM service authorization reference lists no
+# resource type for them, and neither does cfn-lint's copy of it): "*" is the only
+# Resource that matches them. Nothing else may be granted on "*".
+UNSCOPABLE_ACTIONS = frozenset(
+    {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+)
+
+Grants = dict[tuple[str, str], set[str]]
+
+
+def _grants(statements: list[dict[str, Any]], problems: list[str]) -> Grants:
+    """(resource, condition) -> actions of Allow statements; shapes that widen are problems."""
+    grants: Grants = {}
+    for statement in statements:
+        sid = statement.get("Sid", "?")
+        if statement.get("Effect") != "Allow":
+            problems.append(f"{sid}: Effect {statement.get('Effect')!r}")
+        # NotAction / NotResource would grant everything *but* the list.
+        for widening in ("NotAction", "NotResource", "NotPrincipal"):
+            if widening in statement:
+                problems.append(f"{sid}: {widening}")
+        actions = _as_list(statement.get("Action", []))
+        for action in actions:
+            if "*" in action:
+                problems.append(f"{sid}: wildcard action {action}")
+        condition = _key(statement.get("Condition"))
+        for resource in _as_list(statement.get("Resource", [])):
+            if resource == "*" and not set(actions) <= UNSCOPABLE_ACTIONS:
+                wide = sorted(set(actions) - UNSCOPABLE_ACTIONS)
+                problems.append(f"{sid}: {wide} on Resource '*'")
+            grants.setdefault((_key(resource), condition), set()).update(actions)
+    return grants
+
+
+def _forbidden_for_everyone(grants: Grants, problems: list[str]) -> None:
+    actions = {a.lower() for granted in grants.values() for a in granted}
+    # DESIGN I7: cross-thread listing goes through the projector's indexes, never a Scan.
+    if "dynamodb:scan" in actions:
+        problems.append("dynamodb:Scan granted")
+
+
+AGENT_GRANTS: Grants = {
+    (_key(TABLE), _key(None)): {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:ConditionCheckItem",
+    },
+    (_key(TABLE_INDEXES), _key(None)): {"dynamodb:Query"},
+    (_key(BLOBS), _key(None)): {"s3:GetObject"},
+    (_key(BUCKET), _key(None)): {"s3:ListBucket"},
+}
+
+
+def _agent_policy_problems(transformed: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    policy = transformed["Resources"]["AgentPolicy"]
+    if policy["Type"] != "AWS::IAM::ManagedPolicy":
+        problems.append(f"AgentPolicy is a {policy['Type']}")
+    grants = _grants(_policy_statements(policy), problems)
+    _forbidden_for_everyone(grants, problems)
+    # DESIGN I7: the agent reads S3 but never writes or deletes there.
+    actions = {a.lower() for granted in grants.values() for a in granted}
+    writes = sorted(a for a in actions if a.startswith(("s3:put", "s3:delete", "s3:restore")))
+    if writes:
+        problems.append(f"agent may write or delete in S3: {writes}")
+    agent_resources = {_key(r) for r in (TABLE, TABLE_INDEXES, BLOBS, BUCKET)}
+    for resource, _ in grants:
+        if resource not in agent_resources:
+            problems.append(f"agent granted access to {resource}")
+    if grants != AGENT_GRANTS:
+        problems.append(f"agent grants changed: {grants}")
+    return problems
 
 
 def test_agent_policy_is_least_privilege(transformed: dict[str, Any]) -> None:
-    policy = transformed["Resources"]["AgentPolicy"]
-    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
-    statements = _policy_statements(policy)
+    assert _agent_policy_problems(transformed) == []
 
-    grants: dict[str, set[str]] = {}
-    for statement in statements:
-        assert statement["Effect"] == "Allow"
-        # NotAction / NotResource would grant everything *but* the list.
-        assert "NotAction" not in statement and "NotResource" not in statement
-        actions = _as_list(statement["Action"])
-        resources = _as_list(statement["Resource"])
-        for action in actions:
-            assert "*" not in action, action
-        for resource in resources:
-            assert resource != "*"
-            grants.setdefault(json.dumps(resource, sort_keys=True), set()).update(actions)
 
-    all_actions = {a.lower() for actions in grants.values() for a in actions}
-    assert "dynamodb:scan" not in all_actions
-    assert not {a for a in all_actions if a.startswith(("s3:put", "s3:delete"))}
+PROJECTOR_GRANTS: Grants = {
+    (_key(TABLE), _key(None)): {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem",
+    },
+    (_key(TABLE_INDEXES), _key(None)): {"dynamodb:Query"},
+    (_key(TABLE_STREAM), _key(None)): {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+    },
+    (_key("*"), _key(None)): {
+        "dynamodb:ListStreams",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    },
+    (_key(BLOBS), _key(None)): {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:DeleteObject",
+    },
+    # Listing is limited to keys under blobs/ (delete_thread lists a thread's prefix).
+    (_key(BUCKET), _key({"StringLike": {"s3:prefix": "blobs/*"}})): {"s3:ListBucket"},
+    (_key(FAILURE_QUEUE), _key(None)): {"sqs:SendMessage"},
+    (_key(PROJECTOR_LOGS), _key(None)): {"logs:CreateLogStream", "logs:PutLogEvents"},
+}
 
-    def key(resource: Any) -> str:
-        return json.dumps(resource, sort_keys=True)
+# Every resource the projector's role may touch: the table, its indexes and stream, the
+# blobs/ prefix and the bucket (listing, conditioned), its failure queue, its log group.
+PROJECTOR_RESOURCES = {
+    _key(r)
+    for r in (TABLE, TABLE_INDEXES, TABLE_STREAM, BUCKET, BLOBS, FAILURE_QUEUE, PROJECTOR_LOGS)
+} | {_key("*")}
 
-    assert grants == {
-        key({"Fn::GetAtt": ["JournalTable", "Arn"]}): {
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:Query",
-            "dynamodb:BatchGetItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:ConditionCheckItem",
+
+IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy")
+
+
+def _projector_role_problems(transformed: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    resources = transformed["Resources"]
+    function = resources["ProjectorFunction"]
+    role_ref = {"Fn::GetAtt": ["ProjectorRole", "Arn"]}
+    # Without an explicit role SAM generates one with AWSLambdaDynamoDBExecutionRole
+    # (every stream in the account) and AWSXrayWriteOnlyAccess attached.
+    if function["Properties"].get("Role") != role_ref:
+        problems.append(f"projector runs as {function['Properties'].get('Role')}")
+        return problems
+    role = resources["ProjectorRole"]["Properties"]
+    if role["AssumeRolePolicyDocument"]["Statement"] != [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ]:
+        problems.append(f"trust policy changed: {role['AssumeRolePolicyDocument']}")
+    for managed in role.get("ManagedPolicyArns", []):
+        problems.append(f"managed policy attached: {managed}")
+
+    statements = [
+        statement
+        for policy in role.get("Policies", [])
+        for statement in _as_list(policy["PolicyDocument"]["Statement"])
+    ]
+    # Grants attached to the role from elsewhere count too.
+    for logical_id, resource in resources.items():
+        if resource["Type"] in IAM_POLICY_TYPES:
+            props = resource["Properties"]
+            attached = _as_list(props.get("Roles", [])) + _as_list(props.get("RoleName", []))
+            if {"Ref": "ProjectorRole"} in attached:
+                statements += _policy_statements(resource)
+                problems.append(f"{logical_id} attaches more grants to the projector's role")
+
+    grants = _grants(statements, problems)
+    _forbidden_for_everyone(grants, problems)
+    for resource, _ in grants:
+        if resource not in PROJECTOR_RESOURCES:
+            problems.append(f"projector granted access to {resource}")
+    if grants != PROJECTOR_GRANTS:
+        problems.append(f"projector grants changed: {grants}")
+    return problems
+
+
+def test_projector_role_is_least_privilege(transformed: dict[str, Any]) -> None:
+    assert _projector_role_problems(transformed) == []
+
+
+def _statement(source: dict[str, Any], resource: str, sid: str) -> dict[str, Any]:
+    props = source["Resources"][resource]["Properties"]
+    if "Policies" in props:
+        documents = [policy["PolicyDocument"] for policy in props["Policies"]]
+    else:
+        documents = [props["PolicyDocument"]]
+    (found,) = [s for d in documents for s in d["Statement"] if s.get("Sid") == sid]
+    return found  # type: ignore[no-any-return]
+
+
+def _add_scan(t: dict[str, Any]) -> None:
+    _statement(t, "ProjectorRole", "JournalTableItems")["Action"].append("dynamodb:Scan")
+
+
+def _whole_bucket(t: dict[str, Any]) -> None:
+    _statement(t, "ProjectorRole", "BlobObjects")["Resource"] = {"Fn::Sub": "${BlobBucket.Arn}/*"}
+
+
+def _unconditioned_listing(t: dict[str, Any]) -> None:
+    del _statement(t, "ProjectorRole", "ListBlobPrefixes")["Condition"]
+
+
+def _any_stream(t: dict[str, Any]) -> None:
+    _statement(t, "ProjectorRole", "ReadJournalStream")["Resource"] = "*"
+
+
+def _sam_generated_role(t: dict[str, Any]) -> None:
+    del t["Resources"]["ProjectorFunction"]["Properties"]["Role"]
+
+
+def _managed_policy_on_role(t: dict[str, Any]) -> None:
+    t["Resources"]["ProjectorRole"]["Properties"]["ManagedPolicyArns"] = [
+        "arn:aws:iam::aws:policy/AmazonS3FullAccess"
+    ]
+
+
+def _side_policy(t: dict[str, Any]) -> None:
+    t["Resources"]["Extra"] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "extra",
+            "Roles": [{"Ref": "ProjectorRole"}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": BLOBS}],
+            },
         },
-        key({"Fn::Sub": "${JournalTable.Arn}/index/*"}): {"dynamodb:Query"},
-        key({"Fn::Sub": "${BlobBucket.Arn}/blobs/*"}): {"s3:GetObject"},
-        key({"Fn::GetAtt": ["BlobBucket", "Arn"]}): {"s3:ListBucket"},
     }
+
+
+def _agent_scan(t: dict[str, Any]) -> None:
+    _statement(t, "AgentPolicy", "JournalTableItems")["Action"].append("dynamodb:Scan")
+
+
+def _agent_put_blob(t: dict[str, Any]) -> None:
+    _statement(t, "AgentPolicy", "ReadBlobs")["Action"] = ["s3:GetObject", "s3:PutObject"]
+
+
+def _agent_any_table(t: dict[str, Any]) -> None:
+    _statement(t, "AgentPolicy", "JournalTableIndexQuery")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"
+    }
+
+
+@pytest.mark.parametrize(
+    ("loosen", "check"),
+    [
+        (_add_scan, _projector_role_problems),
+        (_whole_bucket, _projector_role_problems),
+        (_unconditioned_listing, _projector_role_problems),
+        (_any_stream, _projector_role_problems),
+        (_sam_generated_role, _projector_role_problems),
+        (_managed_policy_on_role, _projector_role_problems),
+        (_side_policy, _projector_role_problems),
+        (_agent_scan, _agent_policy_problems),
+        (_agent_put_blob, _agent_policy_problems),
+        (_agent_any_table, _agent_policy_problems),
+    ],
+    ids=lambda f: getattr(f, "__name__", "").strip("_"),
+)
+def test_loosened_policies_are_caught(loosen: Any, check: Any) -> None:
+    """A control: the checks above do fail when a grant is widened."""
+    source = load_template(TEMPLATE)
+    loosen(source)
+    assert check(_transform(source)) != []
+
+
+# --- the projector -------------------------------------------------------------------------
+
+
+def test_projector_function_contract(transformed: dict[str, Any]) -> None:
+    function = transformed["Resources"]["ProjectorFunction"]
+    assert function["Type"] == "AWS::Lambda::Function"
+    props = function["Properties"]
+    assert props["Handler"] == "checkpoint_journal.stream_handlers.projector.handler"
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Code"] == {"S3Bucket": "artifacts-bucket", "S3Key": "projector.zip"}
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    # The names the projector's code reads (a contract with checkpoint_journal).
+    assert props["Environment"]["Variables"] == {
+        "TABLE_NAME": {"Ref": "JournalTable"},
+        "BUCKET_NAME": {"Ref": "BlobBucket"},
+        "INLINE_LIMIT_BYTES": {"Ref": "ViewInlineLimitBytes"},
+        "POWERTOOLS_SERVICE_NAME": "checkpoint-journal-projector",
+        "POWERTOOLS_METRICS_NAMESPACE": "CheckpointJournal",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    # JSON logs, at the level Powertools is told to log at, into the group with retention.
+    assert props["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "INFO",
+        "LogGroup": {"Ref": "ProjectorLogGroup"},
+    }
+    log_group = transformed["Resources"]["ProjectorLogGroup"]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"] == {"RetentionInDays": {"Ref": "LogRetentionDays"}}
+    assert transformed["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_the_build_is_the_makefile_target() -> None:
+    """`sam build` runs `make build-ProjectorFunction` on the package directory only."""
+    function = load_template(TEMPLATE)["Resources"]["ProjectorFunction"]
+    assert function["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "."}
+    code_uri = function["Properties"]["CodeUri"]
+    assert code_uri == "checkpoint_journal"
+    assert (TEMPLATE.parent / code_uri / "stream_handlers").is_dir()
+    makefile = (TEMPLATE.parent / "Makefile").read_text()
+    assert "\nbuild-ProjectorFunction:\n\t" in makefile
+    assert "deploy/build_lambda.py" in makefile.split("\nbuild-ProjectorFunction:\n", 1)[1]
+
+
+def _mappings(transformed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: r["Properties"]
+        for logical_id, r in transformed["Resources"].items()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    }
+
+
+def test_projector_event_source_mapping(transformed: dict[str, Any]) -> None:
+    mapping = dict(_mappings(transformed)["ProjectorFunctionJournal"])
+    del mapping["FilterCriteria"]  # next test
+    assert mapping == {
+        "EventSourceArn": TABLE_STREAM,
+        "FunctionName": {"Ref": "ProjectorFunction"},
+        "StartingPosition": "TRIM_HORIZON",
+        "BatchSize": 100,
+        "MaximumBatchingWindowInSeconds": 1,
+        "ParallelizationFactor": 1,
+        # DESIGN I5: retry with partial batch responses and bisection, then record the
+        # batch in the failure queue.
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "BisectBatchOnFunctionError": True,
+        "MaximumRetryAttempts": 5,
+        "MaximumRecordAgeInSeconds": 3600,
+        "DestinationConfig": {"OnFailure": {"Destination": FAILURE_QUEUE}},
+    }
+
+
+def test_at_most_two_readers_per_stream(transformed: dict[str, Any]) -> None:
+    # DynamoDB Streams allows two simultaneous readers of a shard (DESIGN §1.2).
+    on_stream = [m for m in _mappings(transformed).values() if m["EventSourceArn"] == TABLE_STREAM]
+    assert 1 <= len(on_stream) <= 2
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    """Lambda event filtering for exact-value patterns (the only kind used here)."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            key in value and _matches(sub, value[key]) for key, sub in pattern.items()
+        )
+    assert isinstance(pattern, list) and all(isinstance(v, str) for v in pattern), (
+        f"only exact string matching is modelled here, not {pattern!r}"
+    )
+    return value in pattern
+
+
+def _record(event_name: str, kind: str | None = None) -> dict[str, Any]:
+    keys = {"PK": {"S": "T#t"}, "SK": {"S": "J#x"}}
+    dynamodb: dict[str, Any] = {"Keys": keys}
+    if event_name != "REMOVE":  # NEW_IMAGE: a removal carries the keys only
+        dynamodb["NewImage"] = {**keys, **({"kind": {"S": kind}} if kind else {})}
+    return {"eventName": event_name, "eventSource": "aws:dynamodb", "dynamodb": dynamodb}
+
+
+@pytest.mark.parametrize(
+    ("record", "selected"),
+    [
+        *[(_record("INSERT", kind), True) for kind in "CWBX"],
+        *[(_record("MODIFY", kind), True) for kind in "CWBX"],
+        (_record("REMOVE"), True),
+        # The projector's own view, head and index items: no kind of the journal's.
+        *[(_record("INSERT", kind), False) for kind in ("V", "H", "I", "c")],
+        (_record("MODIFY", "V"), False),
+        (_record("INSERT"), False),
+    ],
+)
+def test_filter_criteria_select_journal_records_and_removals(
+    transformed: dict[str, Any], record: dict[str, Any], selected: bool
+) -> None:
+    filters = _mappings(transformed)["ProjectorFunctionJournal"]["FilterCriteria"]["Filters"]
+    # Lambda's limits: 5 filters per mapping, 4096 characters per pattern.
+    assert 1 <= len(filters) <= 5
+    patterns = []
+    for f in filters:
+        assert len(f["Pattern"]) <= 4096
+        patterns.append(json.loads(f["Pattern"]))  # valid JSON, or this raises
+    # A record is delivered when any one filter matches it.
+    assert any(_matches(p, record) for p in patterns) is selected
+
+
+def test_filter_patterns_are_exactly_these(transformed: dict[str, Any]) -> None:
+    filters = _mappings(transformed)["ProjectorFunctionJournal"]["FilterCriteria"]["Filters"]
+    assert [json.loads(f["Pattern"]) for f in filters] == [
+        {
+            "eventName": ["INSERT", "MODIFY"],
+            "dynamodb": {"NewImage": {"kind": {"S": ["C", "W", "B", "X"]}}},
+        },
+        {"eventName": ["REMOVE"]},
+    ]
+
+
+def test_failure_queue(transformed: dict[str, Any]) -> None:
+    queue = transformed["Resources"]["ProjectorFailureQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"] == {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}
+
+
+# --- alarms ----------------------------------------------------------------------------------
+
+ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "expected"),
+    [
+        (
+            "ProjectorIteratorAgeAlarm",
+            {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "IteratorAge",
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "ProjectorFunction"}}],
+                "Statistic": "Maximum",
+                "Period": 60,
+                "EvaluationPeriods": 5,
+                "DatapointsToAlarm": 5,
+                "Threshold": {"Ref": "ProjectorIteratorAgeThresholdMs"},
+                "ComparisonOperator": "GreaterThanThreshold",
+            },
+        ),
+        (
+            "ProjectorErrorsAlarm",
+            {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "ProjectorFunction"}}],
+                "Statistic": "Sum",
+                "Period": 60,
+                "EvaluationPeriods": 1,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+            },
+        ),
+        (
+            "ProjectorFailureQueueAlarm",
+            {
+                "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [
+                    {
+                        "Name": "QueueName",
+                        "Value": {"Fn::GetAtt": ["ProjectorFailureQueue", "QueueName"]},
+                    }
+                ],
+                "Statistic": "Maximum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+            },
+        ),
+    ],
+)
+def test_alarms(transformed: dict[str, Any], logical_id: str, expected: dict[str, Any]) -> None:
+    alarm = transformed["Resources"][logical_id]
+    assert alarm["Type"] == "AWS::CloudWatch::Alarm"
+    props = dict(alarm["Properties"])
+    assert props.pop("AlarmDescription")
+    # Quiet, not breaching, when there is no data: an idle projector is a healthy one.
+    assert props.pop("TreatMissingData") == "notBreaching"
+    assert props.pop("AlarmActions") == ALARM_ACTIONS
+    assert props.pop("OKActions") == ALARM_ACTIONS
+    assert props == expected
+    assert transformed["Outputs"][f"{logical_id}Name"]["Value"] == {"Ref": logical_id}
+
+
+def test_alarm_parameters(transformed: dict[str, Any]) -> None:
+    parameters = transformed["Parameters"]
+    assert parameters["ProjectorIteratorAgeThresholdMs"]["Default"] == 60000
+    # No topic by default: the alarms then notify nobody, and the deploy needs no SNS.
+    assert parameters["AlarmTopicArn"]["Default"] == ""
+    assert transformed["Conditions"]["HasAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+    pattern = re.compile(parameters["AlarmTopicArn"]["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("arn:aws:sns:eu-west-1:123456789012:ops-alerts")
+    assert not pattern.fullmatch("ops-alerts")
+    assert not pattern.fullmatch("arn:aws:sqs:eu-west-1:123456789012:q")
+
+
+# --- the bucket ----------------------------------------------------------------------------
 
 
 def test_bucket_policy_denies_insecure_transport(transformed: dict[str, Any]) -> None:
