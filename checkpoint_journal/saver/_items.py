@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkpoint_journal import _keys
+from checkpoint_journal._index import canonical
 from checkpoint_journal._size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal.schemas import Encoded
 
@@ -147,11 +148,18 @@ def to_attr(value: Any) -> dict[str, Any] | None:
 def metadata_attrs(metadata: Mapping[str, Any]) -> Item:
     """Plain attributes a checkpoint event carries besides its body."""
     attrs: Item = {}
-    md = to_attr(metadata)
+    # The plain copy serves the metadata index and humans; the body is authoritative.
+    # Each key whose value is at most 1 KB as JSON is kept, up to 16 KB in all.
+    kept: dict[str, Any] = {}
+    budget = 16 * 1024
+    for key, value in metadata.items():
+        text = canonical(value)  # the index's own rule: what is kept is what is indexed
+        if text is not None and len(text) <= budget:
+            kept[key] = value
+            budget -= len(text)
+    md = to_attr(kept)
     if md is not None and md.get("M"):
-        # Keep the plain copy small: it is a convenience; the body is authoritative.
-        if len(json.dumps(metadata, default=str)) <= 4096:
-            attrs["md"] = md
+        attrs["md"] = md
     run_id = metadata.get("run_id")
     if isinstance(run_id, str) and run_id:
         attrs["run_id"] = {"S": run_id}  # key of the RunIndex GSI (delete_for_runs)
