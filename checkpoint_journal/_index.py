@@ -61,7 +61,14 @@ def key_hash(key: str) -> str:
 
 
 def meta_hash(key: str, value: Any) -> str | None:
-    """The MetaIndex hash key, without its shard suffix; None if not indexable."""
+    """The MetaIndex hash key, without its shard suffix; None if not indexable.
+
+    Empty values (``None``, ``""``, ``{}``, ``[]``) are not indexed: every root checkpoint
+    has ``parents={}``, and an entry per checkpoint for it would cost a write each to find
+    nothing useful; a filter on an empty value is answered by walking the thread index.
+    """
+    if value is None or (isinstance(value, (str, dict, list, tuple)) and not value):
+        return None
     text = canonical(value)
     if text is None:
         return None

@@ -109,6 +109,9 @@ class JournalSaver(BaseCheckpointSaver[str]):
             with its exponential backoff).
         max_item_bytes: the item budget, as DynamoDB counts it, above which a record is
             chunked. 400 KB on AWS; lower it only for emulators that count differently.
+        blob_cache_bytes: memory for the bytes of recently read offloaded values
+            (immutable, named by their digest), so that a value unchanged between turns
+            is fetched from S3 once per process. 0 turns it off.
         clock: seconds since the epoch; injectable for tests.
     """
 
@@ -126,6 +129,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         boto3_session: boto3.session.Session | None = None,
         max_attempts: int = 8,
         max_item_bytes: int = MAX_ITEM_BYTES,
+        blob_cache_bytes: int = 64 * 1024 * 1024,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(serde=serde)
@@ -163,6 +167,9 @@ class JournalSaver(BaseCheckpointSaver[str]):
         )
         self._origins_lock = threading.Lock()
         self._warned_no_bucket = False
+        self.blob_cache_bytes = blob_cache_bytes
+        self._blob_lru: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_lru_bytes = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -292,6 +299,10 @@ class JournalSaver(BaseCheckpointSaver[str]):
         Raises _BlobUnavailable when the saver has no bucket or an object is missing:
         the caller then answers from the journal alone (slower, same result)."""
         todo = {r.digest: r for r in refs if r.digest not in cache}
+        for digest in list(todo):
+            data = self._blob_bytes_cached(digest)
+            if data is not None:
+                cache[digest] = self._loads((todo.pop(digest).type, data))
         if not todo:
             return
         if not self.bucket:
@@ -320,7 +331,29 @@ class JournalSaver(BaseCheckpointSaver[str]):
             return ref.digest, _blobs.unpack(body, ref.codec, ref.digest, ref.type)
 
         for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]
+            self._blob_bytes_keep(digest, data)
             cache[digest] = self._loads((todo[digest].type, data))
+
+    # Offloaded objects are immutable and named by their content: the bytes (not the
+    # deserialized objects, which callers may mutate) are kept in a small LRU.
+    def _blob_bytes_cached(self, digest: str) -> bytes | None:
+        with self._origins_lock:
+            data = self._blob_lru.get(digest)
+            if data is not None:
+                self._blob_lru.move_to_end(digest)
+            return data
+
+    def _blob_bytes_keep(self, digest: str, data: bytes) -> None:
+        if len(data) > self.blob_cache_bytes // 4:
+            return
+        with self._origins_lock:
+            if digest in self._blob_lru:
+                return
+            self._blob_lru[digest] = data
+            self._blob_lru_bytes += len(data)
+            while self._blob_lru_bytes > self.blob_cache_bytes:
+                _, old = self._blob_lru.popitem(last=False)
+                self._blob_lru_bytes -= len(old)
 
     def _value(self, v: Value, cache: dict[str, Any]) -> Any:
         if isinstance(v, BlobRef):

@@ -205,7 +205,7 @@ class DynamoJournalStore:
     ) -> Iterator[list[Item]]:
         """Pages of a partition under a prefix (or in an inclusive range), strongly
         consistent. ``first_limit`` caps the first page's item count (the read path's
-        newest-first probe); later pages grow fourfold each, then are DynamoDB's 1 MB."""
+        newest-first probe); later pages are DynamoDB's (1 MB)."""
         if between is not None:
             cond = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
             values = {":pk": {"S": pk}, ":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
@@ -229,7 +229,7 @@ class DynamoJournalStore:
         while True:
             if limit is not None:
                 kw["Limit"] = limit
-                limit = limit * 4 if limit < 256 else None
+                limit = None
             else:
                 kw.pop("Limit", None)
             page = self._call(lambda: self.client.query(**kw), "read the journal")
@@ -342,16 +342,23 @@ class DynamoJournalStore:
             kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None:
-        for i in range(0, len(keys), BATCH_WRITE_MAX):
-            batch = keys[i : i + BATCH_WRITE_MAX]
-            requests: list[Any] = [
-                {"DeleteRequest": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}} for pk, sk in batch
-            ]
+        self._batch_write(
+            [{"DeleteRequest": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}} for pk, sk in keys]
+        )
+
+    def put_many(self, items: Sequence[Item]) -> None:
+        """Unconditional puts, 25 to a request (for items that are pure functions of
+        immutable ones, so that writing one twice is harmless)."""
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+
+    def _batch_write(self, all_requests: Sequence[Any]) -> None:
+        for i in range(0, len(all_requests), BATCH_WRITE_MAX):
+            requests: list[Any] = list(all_requests[i : i + BATCH_WRITE_MAX])
             for attempt in range(_UNPROCESSED_RETRIES + 1):
                 req = requests
                 resp = self._call(
                     lambda: self.client.batch_write_item(RequestItems={self.table: req}),
-                    "delete journal items",
+                    "write a batch of items",
                 )
                 requests = list(resp.get("UnprocessedItems", {}).get(self.table, []))
                 if not requests:
@@ -359,8 +366,8 @@ class DynamoJournalStore:
                 time.sleep(min(2.0, 0.05 * 2**attempt))  # back off before re-sending
             else:
                 raise errors.TransientError(
-                    f"{len(requests)} deletes stayed unprocessed after "
-                    f"{_UNPROCESSED_RETRIES} retries; run the delete again"
+                    f"{len(requests)} writes stayed unprocessed after "
+                    f"{_UNPROCESSED_RETRIES} retries; run the operation again"
                 )
 
     def describe(self) -> dict[str, Any]:

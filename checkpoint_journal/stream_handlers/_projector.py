@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,13 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 logger = logging.getLogger(__name__)
+
+# Concurrent writes within one namespace's projection.
+WRITE_CONCURRENCY = 16
+
+
+def _chunks(items: list[Item], n: int) -> list[list[Item]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 @dataclass
@@ -130,12 +138,17 @@ class Projector:
     max_item_bytes: int = MAX_ITEM_BYTES
     clock: Callable[[], float] = time.time
     store: DynamoJournalStore = field(init=False)
+    pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = DynamoJournalStore(self.ddb, self.table_name)
+        # Writes of one namespace overlap (requests are I/O); botocore clients are
+        # thread-safe.
+        self.pool = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="cj-projector")
 
     def close(self) -> None:
         self.store.close()
+        self.pool.shutdown(wait=False)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -196,29 +209,36 @@ class Projector:
             for i in items if i.get("kind", {}).get("S") == _keys.KIND_VIEW
         }
 
-        uploaded: set[str] = set()
+        # Everything missing or behind, built first (pure), then written in three waves
+        # that keep pointers behind what they point to (I2): blob objects, index entries,
+        # views. A crash between waves leaves work the next delivery redoes identically.
+        builds = []
         for cid in sorted(ns.checkpoints):
             if ns.current_view(cid) is not None:
                 stats.views_current += 1
                 continue
-            built = build_view(
+            builds.append(build_view(
                 thread_id, ns_name, ns, ns.checkpoints[cid],
                 inline_limit=self.inline_limit, max_item_bytes=self.max_item_bytes,
-            )
-            for off in built.offloads:
-                if off.ref.key in uploaded:
-                    continue  # content-addressed: the same value is one object
-                uploaded.add(off.ref.key)
-                self._put_blob(off.ref.key, off.body)
-                stats.blobs_offloaded += 1
-                stats.blob_bytes += len(off.body)
-            for idx in built.index:
-                self._put_once(idx)
-                stats.index_items += 1
-                stats.bytes_written += _size(idx)
-            if self._put_view(built.view):
+            ))
+        offloads = {o.ref.key: o for b in builds for o in b.offloads}  # one per content
+        self._parallel([lambda o=o: self._put_blob(o.ref.key, o.body)  # type: ignore[misc]
+                        for o in offloads.values()])
+        stats.blobs_offloaded += len(offloads)
+        stats.blob_bytes += sum(len(o.body) for o in offloads.values())
+        index = [i for b in builds for i in b.index]
+        if index:
+            # Entries are functions of immutable events: an unconditional batch put is safe.
+            self._parallel([lambda c=c: self.store.put_many(c)  # type: ignore[misc]
+                            for c in _chunks(index, 25)])
+            stats.index_items += len(index)
+            stats.bytes_written += sum(_size(i) for i in index)
+        for b, written in zip(builds, self._parallel(
+            [lambda b=b: self._put_view(b.view) for b in builds]  # type: ignore[misc]
+        )):
+            if written:
                 stats.views_written += 1
-                stats.bytes_written += _size(built.view)
+                stats.bytes_written += _size(b.view)
 
         # Views and index entries of checkpoints that are gone (pruned, deleted, hidden
         # by a tombstone, expired): removed, so nothing resurrects them (I6).
@@ -251,6 +271,11 @@ class Projector:
             stats.add(self.project(b))
         return stats
 
+    def _parallel(self, fns: list[Callable[[], Any]]) -> list[Any]:
+        if len(fns) <= 1:
+            return [fn() for fn in fns]
+        return [f.result() for f in [self.pool.submit(fn) for fn in fns]]
+
     # -- writes --------------------------------------------------------------------------
 
     def _put_blob(self, key: str, body: bytes) -> None:
@@ -260,18 +285,6 @@ class Projector:
             )
         # Content-addressed: putting the same key again writes the same bytes.
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-
-    def _put_once(self, item: Item) -> None:
-        try:
-            self.ddb.put_item(
-                TableName=self.table_name, Item=item,
-                # Index entries are a function of an immutable event: write once.
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": "PK"},
-            )
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
 
     def _put_view(self, item: Item) -> bool:
         try:

@@ -15,7 +15,9 @@ deployment). Logs carry keys, counts and sizes, never payloads.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,6 +44,8 @@ from checkpoint_journal.stream_handlers._projector import (
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 SERVICE = "checkpoint-journal-projector"
+# Namespaces of one batch projected at once (each also overlaps its own writes).
+NAMESPACE_CONCURRENCY = 8
 
 
 def make_projector(env: Mapping[str, str]) -> Projector:
@@ -69,10 +73,11 @@ def make_projector(env: Mapping[str, str]) -> Projector:
     )
 
 
-def make_handler(env: Mapping[str, str]) -> Handler:
+def make_handler(env: Mapping[str, str], projector: Projector | None = None) -> Handler:
     """The Lambda handler, built from an explicit environment (the local stream runner
-    calls this; Lambda calls ``handler``, built from ``os.environ``)."""
-    projector = make_projector(env)
+    calls this; Lambda calls ``handler``, built from ``os.environ``). Tests may pass a
+    ``projector`` of their own (e.g. with instrumented clients)."""
+    projector = projector or make_projector(env)
     in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
     # Outside Lambda (the local stream runner) a per-batch INFO line would drown the
     # user's own output: warnings only, unless asked for.
@@ -84,10 +89,10 @@ def make_handler(env: Mapping[str, str]) -> Handler:
     )
     tracer = Tracer(service=SERVICE, disabled=not in_lambda)
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    pool = ThreadPoolExecutor(NAMESPACE_CONCURRENCY, thread_name_prefix="cj-namespaces")
 
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.monotonic()
-        done: set[tuple[str, str]] = set()
         total = Stats()
         records = event.get("Records") or []
         oldest = min(
@@ -96,21 +101,36 @@ def make_handler(env: Mapping[str, str]) -> Handler:
             default=time.time(),
         )
 
-        # Every record of the batch was in the table before the first projection read it:
-        # projecting a namespace once, for the union of what its records ask, covers all.
+        # Every record of the batch was in the table before the projections read it:
+        # projecting a namespace once, for the union of what its records ask, covers all
+        # of them. Namespaces are independent: they are projected concurrently, and a
+        # record fails exactly when its namespace's projection failed.
         wanted = merge(b for r in records if (b := doorbell(r)) is not None)
+        outcome: dict[tuple[str, str], BaseException | None] = {}
+
+        def run(key: tuple[str, str]) -> None:
+            try:
+                total_add(projector.project(wanted[key]))
+                outcome[key] = None
+            except Exception as e:  # reported per record below
+                outcome[key] = e
+
+        lock = threading.Lock()
+
+        def total_add(stats: Stats) -> None:
+            with lock:
+                total.add(stats)
+
+        list(pool.map(run, list(wanted)))
 
         @tracer.capture_method(capture_response=False)
         def record_handler(record: DynamoDBRecord) -> None:
             bell = doorbell(record.raw_event)
             if bell is None:
                 return
-            key = (bell.thread_id, bell.checkpoint_ns)
-            if key in done:
-                return
-            stats = projector.project(wanted[key])
-            done.add(key)
-            total.add(stats)
+            error = outcome.get((bell.thread_id, bell.checkpoint_ns))
+            if error is not None:
+                raise error
 
         response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

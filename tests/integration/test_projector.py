@@ -128,7 +128,7 @@ def kb_text(size: int) -> str:
 def test_views_answer_reads_in_one_query_with_identical_results(quiet: LocalDeployment) -> None:
     thread = f"v-{uuid.uuid4()}"
     cfg = {"configurable": {"thread_id": thread}}
-    with quiet.saver() as saver:
+    with quiet.saver(blob_cache_bytes=0) as saver:
         graph = build_chat(saver)
         run_turns(graph, cfg, kb_text(120_000), 4)
         from_journal = observe(graph, cfg)
@@ -425,7 +425,7 @@ def test_rebuild_command(quiet: LocalDeployment, monkeypatch: pytest.MonkeyPatch
 
     thread = f"cli-{uuid.uuid4()}"
     cfg = {"configurable": {"thread_id": thread}}
-    with quiet.saver() as saver:
+    with quiet.saver(blob_cache_bytes=0) as saver:
         graph = build_chat(saver)
         run_turns(graph, cfg, kb_text(100_000), 2)
         expected = observe(graph, cfg)
@@ -441,3 +441,21 @@ def test_rebuild_command(quiet: LocalDeployment, monkeypatch: pytest.MonkeyPatch
         monkeypatch.delenv("CHECKPOINT_JOURNAL_TABLE")
         assert main(["rebuild", "--all"]) == 2
         assert "no table" in capsys.readouterr().err
+
+
+def test_offloaded_values_are_fetched_once_per_process(quiet: LocalDeployment) -> None:
+    thread = f"cache-{uuid.uuid4()}"
+    cfg = {"configurable": {"thread_id": thread}}
+    with quiet.saver() as saver:
+        graph = build_chat(saver)
+        run_turns(graph, cfg, kb_text(100_000), 2)
+        project(quiet, thread)
+        with calls(saver) as seen:
+            first = graph.get_state(cfg)
+            graph.invoke({"messages": ["more"]}, cfg)
+            project(quiet, thread)
+            second = graph.get_state(cfg)
+        assert seen.count("s3:GetObject") == 1
+        assert second.values["notes"] == first.values["notes"]
+        second.values["notes"].append("mutated by the caller")
+        assert graph.get_state(cfg).values["notes"] == first.values["notes"]

@@ -82,5 +82,6 @@ def test_index_canonical_values() -> None:
     assert _index.meta_hash("n", {"b": 1, "a": 2}) == _index.meta_hash("n", {"a": 2, "b": 1})
     assert _index.meta_hash("n", "1") != _index.meta_hash("n", 1)
     assert _index.meta_hash("n", "x" * 2000) is None
+    assert _index.meta_hash("parents", {}) is None and _index.meta_hash("n", "") is None
     assert _index.meta_hash("n", object()) is None
     assert {_index.shard(f"t{i}") for i in range(200)} == set(range(_index.SHARDS))
