@@ -26,7 +26,13 @@ import botocore.exceptions
 
 from checkpoint_journal import _blobs, _keys
 from checkpoint_journal._size import MAX_ITEM_BYTES
-from checkpoint_journal.saver._fold import Namespace, fold_partition, survey
+from checkpoint_journal.saver._fold import (
+    BlobRef,
+    Namespace,
+    ViewCheckpoint,
+    fold_partition,
+    survey,
+)
 from checkpoint_journal.saver._items import Item
 from checkpoint_journal.saver._store import DynamoJournalStore
 from checkpoint_journal.stream_handlers._view import build_view, head_item
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The tag the bucket's lifecycle rule expires (template.yaml, expire-orphan-blobs).
+ORPHAN_TAG = "orphan"
 # Concurrent writes within one namespace's projection.
 WRITE_CONCURRENCY = 16
 
@@ -57,6 +65,7 @@ class Stats:
     blob_bytes: int = 0
     items_deleted: int = 0
     blobs_deleted: int = 0
+    blobs_orphaned: int = 0
     bytes_written: int = 0
 
     def add(self, other: Stats) -> None:
@@ -255,6 +264,14 @@ class Projector:
         if doomed:
             self.store.delete_keys(doomed)
             stats.items_deleted += len(doomed)
+        if bell.removal and whole:
+            # Checkpoints went away (prune, delete_for_runs): objects no view points to
+            # any more are tagged for the bucket's lifecycle rule. Writing the same
+            # content again (a later view needing it) replaces the object, untagged.
+            live = {key for b in builds for key in (o.ref.key for o in b.offloads)}
+            live |= {ref.key for view in ns.views.values() for ref in _refs(view)}
+            stats.blobs_orphaned += self._tag_orphans(
+                _blobs.incarnation_prefix(thread_id, ns_name, ns.tombstone_ms), live)
 
         head = head_item(thread_id, ns_name, ns, projected_at_ms=int(now * 1000))
         if head is None:
@@ -316,6 +333,25 @@ class Projector:
             return False
         return True
 
+    def _tag_orphans(self, prefix: str, live: set[str]) -> int:
+        if self.s3 is None or not self.bucket:
+            return 0
+        s3, bucket = self.s3, self.bucket
+        orphans = [
+            obj["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+            if obj["Key"] not in live
+        ]
+        self._parallel([
+            lambda k=k: s3.put_object_tagging(  # type: ignore[misc]
+                Bucket=bucket, Key=k,
+                Tagging={"TagSet": [{"Key": ORPHAN_TAG, "Value": "true"}]},
+            )
+            for k in orphans
+        ])
+        return len(orphans)
+
     def _delete_blobs(self, thread_id: str, ns_name: str, tombstone_ms: int) -> int:
         """Delete the namespace's blobs of every incarnation before the tombstone."""
         if self.s3 is None or not self.bucket:
@@ -372,6 +408,11 @@ class Projector:
                 if pk not in seen and pk.startswith("T#"):
                     seen.add(pk)
                     yield _keys.thread_from_pk(pk)
+
+
+def _refs(view: ViewCheckpoint) -> list[BlobRef]:
+    values = [v for _, v, _ in view.channels.values()] + [w.value for w in view.writes]
+    return [v for v in values if isinstance(v, BlobRef)]
 
 
 def _is_journal(sk: str) -> bool:

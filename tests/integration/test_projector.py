@@ -459,3 +459,31 @@ def test_offloaded_values_are_fetched_once_per_process(quiet: LocalDeployment) -
         assert second.values["notes"] == first.values["notes"]
         second.values["notes"].append("mutated by the caller")
         assert graph.get_state(cfg).values["notes"] == first.values["notes"]
+
+
+def test_blobs_no_view_needs_after_prune_are_tagged_for_the_lifecycle_rule(
+    quiet: LocalDeployment,
+) -> None:
+    thread = f"orphan-{uuid.uuid4()}"
+    cfg = {"configurable": {"thread_id": thread}}
+    s3 = quiet.client("s3")
+
+    def tagged(key: str) -> bool:
+        tags = s3.get_object_tagging(Bucket=quiet.bucket, Key=key)["TagSet"]
+        return {"Key": "orphan", "Value": "true"} in tags
+
+    with quiet.saver() as saver:
+        graph = build_chat(saver)
+        graph.invoke({"messages": ["a"], "notes": [kb_text(100_000)]}, cfg)
+        graph.invoke({"messages": ["b"], "notes": [kb_text(100_000)]}, cfg)
+        project(quiet, thread)
+        before = objects(quiet, _blobs.thread_prefix(thread))
+        assert not any(tagged(k) for k in before)
+        saver.prune([thread], strategy="keep_latest")
+        project(quiet, thread, removal=True)
+        (latest,) = [decode_view(i) for i in items(quiet, thread) if i["kind"]["S"] == "V"]
+        live = {v.key for _, v, _ in latest.channels.values() if isinstance(v, _blobs_ref())}
+        assert live and live < set(before)
+        assert {k for k in before if tagged(k)} == set(before) - live
+        # The state is whole, from the view and its untagged object.
+        assert len(graph.get_state(cfg).values["notes"]) == 2
