@@ -1,5 +1,9 @@
-"""``make bench``: JournalSaver vs langgraph-checkpoint-aws's DynamoDBSaver vs InMemorySaver.
+"""``make bench``: JournalSaver vs langgraph-checkpoint-aws's DynamoDBSaver vs InMemorySaver,
+and the projector's cost, throughput and lag.
 
 ``python -m bench --help`` for the options. Modules: ``workload`` (the agent graph),
-``counting`` (the botocore request hooks), ``__main__`` (run, verify, report).
+``counting`` (the botocore request hooks), ``projector`` (the real projector handler,
+counted), ``batch`` (one 100-record event, handed to the handler directly), ``load``
+(the sustained-load phase), ``report`` (tables, targets, the README
+block), ``__main__`` (run, verify, report).
 """

@@ -1,26 +1,34 @@
-"""Run the support-agent workload with three checkpointers and report requests, bytes, time.
+"""Run the support-agent workload with each checkpointer; report requests, bytes, time.
 
-    python -m bench [--rtt-ms 10] [--turns 12] [--kb-size 200000] [--no-readme]
+    python -m bench [--rtt-ms 10] [--turns 12] [--kb-size 200000]
+                    [--writers 8] [--load-seconds 10] [--load-turns 4] [--no-load]
+                    [--no-readme]
 
-One LocalDeployment (moto server on 127.0.0.1, DynamoDB + S3) serves both DynamoDB
-savers, each with its own table, bucket and boto3 session; a RequestCounter hooked on
-each session counts every HTTP attempt and sleeps the simulated round trip. The three
-savers run the same turns one after the other, then their final state and history are
-compared (any difference fails the run). By default the results table is written into
+Savers, each with its own table, bucket and boto3 session (a RequestCounter hooked on
+each session counts every HTTP attempt and sleeps the simulated round trip):
+
+- JournalSaver on a ``LocalDeployment()`` whose stream runner feeds the real projector
+  handler, counted by a ``ProjectorProbe``; the bench drains the stream after each turn,
+  so the reads find the projector caught up;
+- JournalSaver on a ``LocalDeployment(handlers=False)`` (no projector), then the same
+  table projected once and read again;
+- langgraph-checkpoint-aws's DynamoDBSaver and InMemorySaver, on the second deployment.
+
+They run the same turns, then their final state and history are compared (any
+difference fails the run). Then one 100-record stream event, built from a fresh
+``LocalDeployment(handlers=False)``'s stream, is handed to the real projector handler
+directly and timed (``batch``: DESIGN §7's "a 100-record batch in well under a second
+locally"). Last, a sustained-load phase on a fresh deployment measures the projector's
+throughput and lag (``load``). By default the report is written into
 README.md between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import re
-import shlex
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -29,35 +37,41 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_checkpoint_aws import DynamoDBSaver
 from langgraph_checkpoint_aws.checkpoint.dynamodb.storage_strategy import S3_OFFLOAD_THRESHOLD
 
-from bench.counting import PhaseStats, RequestCounter
+from bench.batch import BATCH_RECORDS, measure_batch
+from bench.counting import RequestCounter
+from bench.load import sustained_load
+from bench.projector import FUNCTION, PHASE, ProjectorProbe
+from bench.report import (
+    DYNAMODB,
+    END_MARK,
+    JOURNAL_AFTER,
+    JOURNAL_BARE,
+    JOURNAL_LIVE,
+    MEMORY,
+    PHASES,
+    START_MARK,
+    ProjectorRun,
+    Results,
+    SaverResult,
+    agent_table,
+    batch_table,
+    breakdown_table,
+    command_line,
+    load_table,
+    projector_table,
+    readme_block,
+    reads_table,
+    settings_text,
+    targets_table,
+    write_readme,
+)
 from bench.workload import THREAD_ID, build_graph, knowledge_base, snapshot_key, turn_inputs
 from checkpoint_journal.local import LocalDeployment
+from checkpoint_journal.stream_handlers._projector import Doorbell
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-START_MARK = "<!-- bench:start -->"
-END_MARK = "<!-- bench:end -->"
-
-JOURNAL = "JournalSaver"
-DYNAMODB = "DynamoDBSaver"
-MEMORY = "InMemorySaver"
-
-# The project's targets for the 12-turn run, JournalSaver / DynamoDBSaver.
-TARGET_REQUESTS_RATIO = 0.4
-TARGET_BYTES_RATIO = 0.1
-
-PHASES = ("run", "get_state", "history")
-
-
-@dataclass
-class SaverResult:
-    name: str
-    counter: RequestCounter
-    final: tuple[Any, ...] = ()
-    history: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def phase(self, name: str) -> PhaseStats:
-        return self.counter.stats(name)
-
+# Generous: a turn's records are one batch of well under a second; a timeout means the
+# runner or the projector is stuck, and the bench should say so rather than hang.
+DRAIN_TIMEOUT_S = 120.0
 
 # A factory builds a saver whose clients all come from a session the counter watches.
 SaverFactory = Callable[[LocalDeployment, RequestCounter], BaseCheckpointSaver[Any]]
@@ -113,6 +127,19 @@ def make_memory_saver(dep: LocalDeployment, counter: RequestCounter) -> BaseChec
     return InMemorySaver()  # no requests: the counter stays empty, no RTT is added
 
 
+CONFIG: RunnableConfig = {"configurable": {"thread_id": THREAD_ID}}
+
+
+def read_back(graph: Any, result: SaverResult) -> None:
+    """``get_state`` and the full ``get_state_history``, counted, into ``result``."""
+    with result.counter.phase(result.prefix + "get_state"):
+        state = graph.get_state(CONFIG)
+    with result.counter.phase(result.prefix + "history"):
+        history = list(graph.get_state_history(CONFIG))
+    result.final = snapshot_key(state)
+    result.history = [snapshot_key(s) for s in history]
+
+
 def run_saver(
     name: str,
     factory: SaverFactory,
@@ -120,30 +147,42 @@ def run_saver(
     *,
     rtt_s: float,
     inputs: Sequence[Any],
+    drain_between_turns: bool = False,
+    after: Callable[[Any, SaverResult], None] | None = None,
 ) -> SaverResult:
+    """The turns, then the reads. ``drain_between_turns``: wait for the stream
+    consumers after each turn (not timed: the user's pause). ``after(graph, result)``
+    runs once the reads are done, before the saver closes."""
     counter = RequestCounter(rtt_s)
     result = SaverResult(name, counter)
     with counter.phase("setup"):
         saver = factory(dep, counter)
         graph = build_graph().compile(checkpointer=saver)
-    config: RunnableConfig = {"configurable": {"thread_id": THREAD_ID}}
     try:
-        with counter.phase("run"):
-            for inp in inputs:
+        for inp in inputs:
+            with counter.phase("run"):
                 # sync: each step's checkpoint and writes are stored before the next
                 # step starts, so every request of a turn is done when invoke returns.
-                graph.invoke(inp, config, durability="sync")
-        with counter.phase("get_state"):
-            state = graph.get_state(config)
-        with counter.phase("history"):
-            history = list(graph.get_state_history(config))
+                graph.invoke(inp, CONFIG, durability="sync")
+            if drain_between_turns:
+                dep.drain(timeout=DRAIN_TIMEOUT_S)
+        read_back(graph, result)
+        if after is not None:
+            after(graph, result)
     finally:
         close = getattr(saver, "close", None)
         if callable(close):
             close()
-    result.final = snapshot_key(state)
-    result.history = [snapshot_key(s) for s in history]
     return result
+
+
+def count_objects(dep: LocalDeployment) -> int:
+    """Objects in the deployment's blob bucket (an uncounted client)."""
+    s3 = dep.client("s3")
+    return sum(
+        page.get("KeyCount", 0)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dep.bucket)
+    )
 
 
 # -- verification ---------------------------------------------------------------------
@@ -193,156 +232,17 @@ def _first_difference(a: tuple[Any, ...], b: tuple[Any, ...]) -> str:
     return "no visible difference"
 
 
-# -- report ---------------------------------------------------------------------------
-
-
-def fmt_bytes(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n:,} ({n / 1e6:.2f} MB)"
-    if n >= 1_000:
-        return f"{n:,} ({n / 1e3:.1f} kB)"
-    return f"{n:,}"
-
-
-def fmt_s(s: float) -> str:
-    return f"{s:.2f} s" if s >= 1 else f"{s * 1000:.0f} ms"
-
-
-def ratio(a: float, b: float) -> float:
-    return a / b if b else float("inf")
-
-
-def main_table(results: Sequence[SaverResult], turns: int) -> str:
-    n_history = len(results[0].history)
-    lines = [
-        f"| saver | requests ({turns}-turn run) | requests (get_state) "
-        f"| requests (history, {n_history} checkpoints) | bytes written ({turns}-turn run) "
-        "| bytes sent (all phases) | bytes received (all phases) "
-        "| wall time (run) | wall time (get_state + history) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        run, gs, hist = (r.phase(p) for p in PHASES)
-        lines.append(
-            f"| {r.name} | {run.total_requests:,} | {gs.total_requests:,} "
-            f"| {hist.total_requests:,} | {fmt_bytes(run.bytes_written)} "
-            f"| {fmt_bytes(sum(r.phase(p).total_bytes for p in PHASES))} "
-            f"| {fmt_bytes(sum(r.phase(p).total_received for p in PHASES))} "
-            f"| {fmt_s(run.wall_s)} | {fmt_s(gs.wall_s + hist.wall_s)} |"
-        )
-    return "\n".join(lines)
-
-
-def ratio_lines(results: Sequence[SaverResult], turns: int) -> list[str]:
-    by = {r.name: r for r in results}
-    j, d = by[JOURNAL], by[DYNAMODB]
-    jr, dr = j.phase("run"), d.phase("run")
-    req = ratio(jr.total_requests, dr.total_requests)
-    byt = ratio(jr.bytes_written, dr.bytes_written)
-
-    def verdict(value: float, target: float) -> str:
-        return "met" if value <= target else "**MISSED**"
-
-    def reads(phase: str) -> str:
-        a, b = j.phase(phase).total_requests, d.phase(phase).total_requests
-        return f"{ratio(a, b):.3f}x ({a} / {b})"
-
-    wall = ratio(jr.wall_s, dr.wall_s)
-    return [
-        f"{JOURNAL} / {DYNAMODB}, {turns}-turn run: requests **{req:.2f}x** "
-        f"({jr.total_requests} / {dr.total_requests}; target ≤ {TARGET_REQUESTS_RATIO}x: "
-        f"{verdict(req, TARGET_REQUESTS_RATIO)}), bytes written **{byt:.3f}x** "
-        f"({jr.bytes_written:,} / {dr.bytes_written:,}; target ≤ {TARGET_BYTES_RATIO}x: "
-        f"{verdict(byt, TARGET_BYTES_RATIO)}), wall time {wall:.2f}x.",
-        f"Reads: get_state requests {reads('get_state')}, "
-        f"full history requests {reads('history')}.",
-    ]
-
-
-def breakdown_table(results: Sequence[SaverResult]) -> str:
-    lines = [
-        "| saver | phase | operation | requests | retries | error responses "
-        "| request bytes | response bytes |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        for p in ("setup", *PHASES):
-            st = r.phase(p)
-            for op in sorted(st.requests):
-                lines.append(
-                    f"| {r.name} | {p} | {op} | {st.requests[op]:,} | {st.retries[op]:,} "
-                    f"| {st.errors[op]:,} | {st.bytes_sent[op]:,} "
-                    f"| {st.bytes_received[op]:,} |"
-                )
-        if not any(r.phase(p).total_requests for p in ("setup", *PHASES)):
-            lines.append(f"| {r.name} | all | (no requests) | 0 | 0 | 0 | 0 | 0 |")
-    return "\n".join(lines)
-
-
-def settings_line(args: argparse.Namespace, results: Sequence[SaverResult]) -> str:
-    by = {r.name: r for r in results}
+def dynamodb_s3_note(results: Sequence[SaverResult]) -> str:
+    dyn = next(r for r in results if r.name == DYNAMODB)
     s3_ops = sum(
-        n
-        for p in PHASES
-        for op, n in by[DYNAMODB].phase(p).requests.items()
-        if op.startswith("s3.")
+        n for p in PHASES for op, n in dyn.phase(p).requests.items() if op.startswith("s3.")
     )
-    offload_note = (
-        f"its S3 offload sent {s3_ops} S3 requests"
-        if s3_ops
-        else f"no payload reached its S3 offload threshold ({S3_OFFLOAD_THRESHOLD // 1024} KiB), "
+    if s3_ops:
+        return f"its S3 offload sent {s3_ops} S3 requests"
+    return (
+        f"no payload reached its S3 offload threshold ({S3_OFFLOAD_THRESHOLD // 1024} KiB), "
         "so it made no S3 requests"
     )
-    return (
-        f"Workload: a 3-node support agent (triage → lookup → respond), {args.turns} turns on "
-        f"one thread, then `get_state` and the full `get_state_history`; a "
-        f"{args.kb_size:,}-character knowledge base (base64 of fixed-seed random bytes) "
-        "is set on turn 1 and never written again. `durability=\"sync\"` (LangGraph's "
-        "default is \"async\"; sync stores every step's writes before the next step, so "
-        "the counts are deterministic). One moto server on 127.0.0.1 (DynamoDB + S3); "
-        f"every HTTP request (retries included) is counted and delayed by a simulated "
-        f"{args.rtt_ms:g} ms round trip; InMemorySaver makes none. {DYNAMODB}: "
-        "langgraph-checkpoint-aws 1.2.6, `enable_checkpoint_compression=True`, "
-        f"`s3_offload_config` set ({offload_note}). {JOURNAL}: defaults (zstd on), "
-        "moto item budget. Bytes are HTTP body sizes: DynamoDB's JSON protocol sends "
-        "binary attributes base64-encoded (4/3 of the stored size), S3 bodies are raw; "
-        "they vary by a few hundred bytes between runs (random ids and version suffixes)."
-    )
-
-
-def command_line(argv: Sequence[str]) -> str:
-    return "python -m bench" + (" " + shlex.join(argv) if argv else "")
-
-
-def readme_block(
-    args: argparse.Namespace, argv: Sequence[str], results: Sequence[SaverResult]
-) -> str:
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    return "\n".join(
-        [
-            START_MARK,
-            f"_Generated {today} by `{command_line(argv)}`"
-            + (" (`make bench`)" if not argv else "")
-            + "._",
-            "",
-            main_table(results, args.turns),
-            "",
-            *(f"{line}  " for line in ratio_lines(results, args.turns)),
-            "",
-            settings_line(args, results),
-            END_MARK,
-        ]
-    )
-
-
-def write_readme(block: str, path: Path = README) -> None:
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n## Benchmark\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 # -- entry point ----------------------------------------------------------------------
@@ -355,17 +255,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--turns", type=int, default=12, help="invokes on the thread (default 12)")
     p.add_argument("--kb-size", type=int, default=200_000,
                    help="characters in the knowledge_base channel (default 200000)")
+    p.add_argument("--writers", type=int, default=8,
+                   help="sustained load: concurrent agent threads (default 8)")
+    p.add_argument("--load-seconds", type=float, default=10.0,
+                   help="sustained load: how long the writers run (default 10)")
+    p.add_argument("--load-turns", type=int, default=4,
+                   help="sustained load: turns per conversation (default 4)")
+    p.add_argument("--no-load", dest="load", action="store_false",
+                   help="skip the sustained-load phase")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--write-readme", dest="write_readme", action="store_true", default=True,
-                     help="write the table into README.md (the default)")
+                     help="write the report into README.md (the default)")
     out.add_argument("--no-readme", dest="write_readme", action="store_false",
                      help="print only; leave README.md alone")
     args = p.parse_args(argv)
-    if args.turns < 1:
-        p.error("--turns must be at least 1")
-    if args.kb_size < 0 or args.rtt_ms < 0:
-        p.error("--kb-size and --rtt-ms must not be negative")
+    if args.turns < 1 or args.load_turns < 1 or args.writers < 1:
+        p.error("--turns, --load-turns and --writers must be at least 1")
+    if args.kb_size < 0 or args.rtt_ms < 0 or args.load_seconds <= 0:
+        p.error("--kb-size and --rtt-ms must not be negative, --load-seconds must be positive")
     return args
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -374,34 +286,91 @@ def main(argv: Sequence[str] | None = None) -> int:
     kb = knowledge_base(args.kb_size)
     inputs = turn_inputs(args.turns, kb)
     rtt_s = args.rtt_ms / 1000
-    factories: list[tuple[str, SaverFactory]] = [
-        (JOURNAL, make_journal_saver),
-        (DYNAMODB, make_dynamodb_saver),
-        (MEMORY, make_memory_saver),
-    ]
     results: list[SaverResult] = []
+
+    live_probe = ProjectorProbe(rtt_s)
     with LocalDeployment() as dep:
-        for name, factory in factories:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
+        live_probe.install(dep)
+        source = next(s for s in dep.stream_sources if s.function == FUNCTION)
+        window = (
+            dep.batching_window
+            if dep.batching_window is not None
+            else source.maximum_batching_window_in_seconds
+        )
+        progress(f"running {JOURNAL_LIVE} ...")
+        results.append(run_saver(
+            JOURNAL_LIVE, make_journal_saver, dep, rtt_s=rtt_s, inputs=inputs,
+            drain_between_turns=True,
+        ))
+        offloaded = count_objects(dep)
+
+    one_pass_probe = ProjectorProbe(rtt_s)
+    with LocalDeployment(handlers=False) as dep:
+        after: list[SaverResult] = []
+
+        def project_then_read(graph: Any, before: SaverResult) -> None:
+            """Project the journal once, then read again with the same saver."""
+            projector = one_pass_probe.projector(dep)
+            try:
+                with one_pass_probe.counter.phase(PHASE):
+                    projector.project(Doorbell(THREAD_ID, ""))
+            finally:
+                projector.close()
+            result = SaverResult(JOURNAL_AFTER, before.counter, prefix="after projection: ")
+            read_back(graph, result)
+            after.append(result)
+
+        progress(f"running {JOURNAL_BARE} ...")
+        results.append(run_saver(
+            JOURNAL_BARE, make_journal_saver, dep, rtt_s=rtt_s, inputs=inputs,
+            after=project_then_read,
+        ))
+        results.extend(after)
+        for name, factory in ((DYNAMODB, make_dynamodb_saver), (MEMORY, make_memory_saver)):
+            progress(f"running {name} ...")
             results.append(run_saver(name, factory, dep, rtt_s=rtt_s, inputs=inputs))
 
-    verify(results, turns=args.turns, kb=kb)
+    # InMemorySaver is the reference; every other saver, and JournalSaver before and
+    # after projection, must read back exactly what it does.
+    verify([results[-1], *results[:-1]], turns=args.turns, kb=kb)
 
+    progress(f"one {BATCH_RECORDS}-record stream event, handed to the projector's handler ...")
+    batch = measure_batch(kb=kb, rtt_s=rtt_s)
+
+    load = None
+    if args.load:
+        progress(f"sustained load: {args.writers} writers for {args.load_seconds:g} s, then drain ...")
+        load = sustained_load(
+            writers=args.writers, duration_s=args.load_seconds,
+            turns_per_thread=args.load_turns, kb=kb, rtt_s=rtt_s,
+        )
+
+    res = Results(
+        args=args, argv=argv, savers=results,
+        live=ProjectorRun(live_probe.stats, live_probe.invocations, live_probe.records),
+        one_pass=ProjectorRun(one_pass_probe.stats, 0, 0),
+        offloaded_objects=offloaded, batching_window_s=float(window),
+        batch_size=source.batch_size, batch=batch, load=load,
+    )
+    note = dynamodb_s3_note(results)
     print(f"\n$ {command_line(argv)}\n")
-    print(settings_line(args, results))
-    print()
-    print(main_table(results, args.turns))
-    print()
-    for line in ratio_lines(results, args.turns):
-        print(line)
+    for para in settings_text(res, dynamodb_s3_note=note):
+        print(para + "\n")
+    for table in (
+        agent_table(res), reads_table(res), projector_table(res), batch_table(res),
+        targets_table(res),
+    ):
+        print(table + "\n")
+    if load is not None:
+        print(load_table(load) + "\n")
     print(
-        f"\nVerified: final state and all {len(results[0].history)} history entries "
-        "identical across the three savers.\n"
+        f"Verified: final state and all {len(results[0].history)} history entries identical "
+        f"across {', '.join(r.name for r in results)}.\n"
     )
     print("Per-operation breakdown (HTTP attempts, retries included):\n")
-    print(breakdown_table(results))
+    print(breakdown_table(res))
     if args.write_readme:
-        write_readme(readme_block(args, argv, results))
+        write_readme(readme_block(res, dynamodb_s3_note=note))
         print(f"\nREADME.md: results written between {START_MARK} and {END_MARK}.")
     return 0
 

@@ -10,7 +10,13 @@ HTTP status and the attempt number (so retries and error responses are visible).
 
 A handler registered on a session applies to every client created from that session
 *afterwards* (botocore copies the session's emitter into each new client), so attach
-the counter before building the saver.
+the counter before building the saver; :meth:`RequestCounter.attach_client` hooks a
+client that already exists (the projector builds its own from its environment).
+
+Write requests are also labelled with the kind of item they store (``item_kind``): the
+``kind`` attribute every checkpoint-journal item carries (checkpoint event, writes
+event, chunk, view, head, index entry, ...), or "S3 object" for a PutObject body, so a
+report can say which items the bytes go to.
 
 Sleeping in the hook adds a fixed latency per request, standing in for the network
 round trip to DynamoDB/S3 in a region (the local moto server answers in well under a
@@ -21,6 +27,7 @@ several threads sleep concurrently, as real round trips would overlap.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from collections import Counter
@@ -31,22 +38,49 @@ from typing import Any
 
 import boto3
 
-__all__ = ["WRITE_OPERATIONS", "PhaseStats", "RequestCounter", "body_size"]
+from checkpoint_journal import _keys
 
-# Operations whose request body carries data being stored. Deletes and reads are not
-# "bytes written" even though they have a (small) body.
+__all__ = [
+    "KIND_NAMES",
+    "WRITE_OPERATIONS",
+    "PhaseStats",
+    "RequestCounter",
+    "body_size",
+    "item_kind",
+]
+
+# Operations whose request body is a change to what is stored: puts, updates and
+# uploads, and deletes (their body is the key they remove, a few dozen bytes). Reads are
+# not "bytes written" even though they have a (small) body.
 WRITE_OPERATIONS: frozenset[str] = frozenset(
     {
         "dynamodb.PutItem",
         "dynamodb.UpdateItem",
+        "dynamodb.DeleteItem",
         "dynamodb.BatchWriteItem",
         "dynamodb.TransactWriteItems",
         "s3.PutObject",
+        "s3.DeleteObject",
+        "s3.DeleteObjects",
         "s3.CreateMultipartUpload",
         "s3.UploadPart",
         "s3.CompleteMultipartUpload",
     }
 )
+
+# checkpoint-journal's item kinds (the ``kind`` attribute, ``checkpoint_journal._keys``),
+# as a report names them. Items of other savers have no ``kind``: "other item".
+KIND_NAMES: dict[str, str] = {
+    _keys.KIND_CHECKPOINT: "checkpoint event",
+    _keys.KIND_WRITES: "writes event",
+    _keys.KIND_BLOBS: "carried values",
+    _keys.KIND_CHUNK: "chunk",
+    _keys.KIND_TOMBSTONE: "tombstone",
+    _keys.KIND_VIEW: "view",
+    _keys.KIND_HEAD: "head",
+    _keys.KIND_INDEX: "index entry",
+}
+S3_OBJECT = "S3 object"
 
 
 @dataclass
@@ -63,6 +97,11 @@ class PhaseStats:
     """Attempts after the first (already included in ``requests``)."""
     errors: Counter[str] = field(default_factory=Counter)
     """Responses with an HTTP status >= 400, e.g. a failed ConditionExpression."""
+    written_by_kind: Counter[str] = field(default_factory=Counter)
+    """Body bytes of write requests (``WRITE_OPERATIONS``) by what they store (see
+    ``item_kind``); sums to ``bytes_written``."""
+    writes_by_kind: Counter[str] = field(default_factory=Counter)
+    """Write requests by what they store."""
     wall_s: float = 0.0
 
     @property
@@ -80,6 +119,47 @@ class PhaseStats:
     @property
     def bytes_written(self) -> int:
         return sum(n for op, n in self.bytes_sent.items() if op in WRITE_OPERATIONS)
+
+
+def item_kind(op: str, body: Any) -> str:
+    """What a write request stores: a ``KIND_NAMES`` value for a checkpoint-journal item,
+    "S3 object" for an S3 upload, "delete" for a delete, "other item" otherwise.
+
+    A BatchWriteItem or TransactWriteItems is named after its items' kind when they all
+    have the same one, else "mixed batch".
+    """
+    if op.startswith("s3."):
+        return "delete" if "Delete" in op else S3_OBJECT
+    if op == "dynamodb.DeleteItem":
+        return "delete"
+    if not isinstance(body, (bytes, bytearray, str)):
+        return "other item"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return "other item"
+    items: list[Any]
+    if op == "dynamodb.BatchWriteItem":
+        items = [
+            r.get("PutRequest", {}).get("Item") if "PutRequest" in r else None
+            for rs in doc.get("RequestItems", {}).values()
+            for r in rs
+        ]
+    elif op == "dynamodb.TransactWriteItems":
+        # A Delete counts as a delete; an Update or ConditionCheck carries no item.
+        items = [
+            t["Put"].get("Item") if "Put" in t else None if "Delete" in t else {}
+            for t in doc.get("TransactItems", [])
+        ]
+    else:
+        items = [doc.get("Item")]
+    names = {
+        "delete" if item is None else KIND_NAMES.get(item.get("kind", {}).get("S"), "other item")
+        for item in items
+    }
+    if len(names) == 1:
+        return names.pop()
+    return "mixed batch" if names else "other item"
 
 
 def body_size(request: Any) -> int:
@@ -126,6 +206,11 @@ class RequestCounter:
         # Fired once per attempt too, after the response arrived (or the send failed).
         session.events.register("response-received", self._on_response)
 
+    def attach_client(self, client: Any) -> None:
+        """Hook an existing boto3 client (its own emitter; other clients are unaffected)."""
+        client.meta.events.register("before-send", self._on_send)
+        client.meta.events.register("response-received", self._on_response)
+
     @contextmanager
     def phase(self, name: str) -> Iterator[PhaseStats]:
         """Attribute every request sent inside the block to phase ``name``, and time it."""
@@ -148,10 +233,14 @@ class RequestCounter:
         service, operation = event_name.split(".", 2)[1:]
         op = f"{service}.{operation}"
         size = body_size(request)
+        kind = item_kind(op, request.body) if op in WRITE_OPERATIONS else None
         with self._lock:
             stats = self.phases.setdefault(self._current, PhaseStats())
             stats.requests[op] += 1
             stats.bytes_sent[op] += size
+            if kind is not None:
+                stats.written_by_kind[kind] += size
+                stats.writes_by_kind[kind] += 1
         if self.rtt_s > 0:
             time.sleep(self.rtt_s)
         # Returning None lets botocore send the request normally.

@@ -8,8 +8,10 @@
         dep.drain(timeout=30)                   # every stream consumer caught up
 
 ``backend="dynamodb-local"`` runs AWS's DynamoDB Local (Java, in memory, telemetry off)
-for the table and keeps moto for S3. The table and the bucket are created from the
-resource definitions in ``template.yaml``, the file ``sam deploy`` uses.
+for the table and keeps moto for S3 and SQS. The table, the bucket and the SQS queues are
+created from the resource definitions in ``template.yaml``, the file ``sam deploy`` uses,
+and a stream runner (``_runner.StreamRunner``) emulates each Lambda event source mapping
+declared there: it polls the table's stream and calls the functions' real handlers.
 
 Everything listens on 127.0.0.1 only and stops with the deployment (or the process).
 """
@@ -17,22 +19,45 @@ Everything listens on 127.0.0.1 only and stops with the deployment (or the proce
 from __future__ import annotations
 
 import logging
-import time
+import threading
 import uuid
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
 
 import boto3
 
+from checkpoint_journal.local._runner import (
+    ConsumerStatus,
+    Handler,
+    HandlerWrapper,
+    StreamRunner,
+    read_queue,
+)
 from checkpoint_journal.local._template import (
+    StreamEventSource,
     bucket_lifecycle_rules,
     load_template,
+    queue_attributes,
+    resource_ids,
+    stream_event_sources,
     table_create_kwargs,
     table_ttl_attribute,
 )
 from checkpoint_journal.saver import JournalSaver
 
-__all__ = ["LocalDeployment"]
+__all__ = [
+    "ConsumerStatus",
+    "Handler",
+    "HandlerWrapper",
+    "LocalDeployment",
+    "StreamEventSource",
+    "StreamRunner",
+]
+
+# The logical ids whose names the local deployment chooses (Ref gives these locally).
+_TABLE_ID = "JournalTable"
+_BUCKET_ID = "BlobBucket"
 
 Backend = Literal["moto", "dynamodb-local"]
 
@@ -51,11 +76,19 @@ class LocalDeployment:
 
     Args:
         backend: ``"moto"`` (default) or ``"dynamodb-local"``.
-        handlers: whether the stream consumers declared in ``template.yaml`` run. The
-            stack declares none yet, so ``drain`` has nothing to wait for.
+        handlers: whether the stream consumers declared in ``template.yaml`` run (every
+            DynamoDB event of every ``AWS::Serverless::Function``, with the function's
+            real handler). With False, ``drain`` returns at once.
         region_name: the region the clients sign for.
-        name: a prefix for the table and bucket names (a unique suffix is added: moto's
-            backends are process-global, so two deployments must not share names).
+        name: a prefix for the table, bucket and queue names (a unique suffix is added:
+            moto's backends are process-global, so two deployments must not share names).
+        batching_window: seconds that replace every mapping's
+            MaximumBatchingWindowInSeconds; None (default) keeps the template's values.
+            ``0`` makes each batch go as soon as its records are read. ``drain`` never
+            waits for a window in any case (it closes open windows early).
+        handler_wrappers: function logical id -> ``wrapper(real_handler) -> handler``,
+            for fault injection (see :meth:`StreamRunner.set_handler_wrapper`; also
+            settable later through :attr:`runner`).
     """
 
     def __init__(
@@ -65,24 +98,33 @@ class LocalDeployment:
         handlers: bool = True,
         region_name: str = "us-east-1",
         name: str = "checkpoint-journal",
+        batching_window: float | None = None,
+        handler_wrappers: Mapping[str, HandlerWrapper] | None = None,
     ) -> None:
         if backend not in ("moto", "dynamodb-local"):
             raise ValueError(f"unknown backend {backend!r}: use 'moto' or 'dynamodb-local'")
         self.backend: Backend = backend
         self.handlers = handlers
         self.region_name = region_name
-        suffix = uuid.uuid4().hex[:10]
+        self.batching_window = batching_window
+        self._handler_wrappers = dict(handler_wrappers or {})
+        self._name = name
+        self._suffix = suffix = uuid.uuid4().hex[:10]
         self.table_name = f"{name}-{suffix}"
         self.bucket = f"{name}-blobs-{suffix}"
+        self.queues: dict[str, str] = {}
+        """SQS queues of the template: logical id -> local queue URL."""
+        self.stream_sources: list[StreamEventSource] = []
+        """The template's event source mappings, resolved for this deployment."""
         self._moto: Any = None
         self._ddb_local: Any = None
         self.endpoint_url = ""
         """The DynamoDB (and DynamoDB Streams) endpoint."""
         self.s3_endpoint_url = ""
         self._started = False
-        # Stream consumers (event source mappings) running for this deployment; the
-        # stack declares none yet.
-        self._consumers: list[Any] = []
+        self._runner: StreamRunner | None = None
+        self._client_lock = threading.Lock()
+        self._shared_session: boto3.session.Session | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -106,6 +148,15 @@ class LocalDeployment:
                 self._ddb_local = DynamoDBLocal()
                 self.endpoint_url = self._ddb_local.start()
             self._create_resources()
+            if self.handlers and self.stream_sources:
+                self._runner = StreamRunner(
+                    self,
+                    self.stream_sources,
+                    tables={_TABLE_ID: self.table_name},
+                    queues=self.queues,
+                    batching_window=self.batching_window,
+                    handler_wrappers=self._handler_wrappers,
+                ).start()
         except BaseException:
             self.stop()
             raise
@@ -113,6 +164,10 @@ class LocalDeployment:
         return self
 
     def stop(self) -> None:
+        # Consumers first: they call the servers until they are joined.
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -143,9 +198,18 @@ class LocalDeployment:
         )
 
     def client(self, service: str, session: boto3.session.Session | None = None) -> Any:
-        """A low-level client for ``dynamodb``, ``dynamodbstreams`` or ``s3``."""
-        endpoint = self.s3_endpoint_url if service == "s3" else self.endpoint_url
-        return (session or self.session()).client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+        """A low-level client for ``dynamodb``, ``dynamodbstreams``, ``s3`` or ``sqs``."""
+        endpoint = (
+            self.endpoint_url if service in ("dynamodb", "dynamodbstreams") else self.s3_endpoint_url
+        )
+        if session is not None:
+            return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+        # One shared session: a new one re-reads botocore's service models (~0.1 s per
+        # client). Sessions are not thread-safe, hence the lock; clients are.
+        with self._client_lock:
+            if self._shared_session is None:
+                self._shared_session = self.session()
+            return self._shared_session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     def saver(self, **kw: Any) -> JournalSaver:
         """A JournalSaver on this deployment; keyword arguments go to JournalSaver."""
@@ -158,8 +222,12 @@ class LocalDeployment:
             kw.setdefault("max_item_bytes", MOTO_ITEM_BYTES)
         return JournalSaver(self.table_name, **kw)
 
-    def env(self) -> dict[str, str]:
-        """Environment variables that point a second process at this deployment."""
+    def aws_env(self) -> dict[str, str]:
+        """AWS SDK variables (credentials, region, endpoints) that point at this deployment.
+
+        The stream runner gives them to every handler's ``make_handler(env)``, on top of
+        the function's own Environment.
+        """
         self._require_started()
         return {
             "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
@@ -169,19 +237,71 @@ class LocalDeployment:
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint_url,
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint_url,
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_SQS": self.s3_endpoint_url,
+        }
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a second process at this deployment."""
+        return {
+            **self.aws_env(),
             "CHECKPOINT_JOURNAL_TABLE": self.table_name,
             "CHECKPOINT_JOURNAL_BUCKET": self.bucket,
         }
 
-    def drain(self, timeout: float = 30.0) -> None:
-        """Return once every stream consumer has processed every record written so far.
+    # -- stream consumers -------------------------------------------------------------
 
-        Raises TimeoutError if they have not caught up within ``timeout`` seconds.
+    @property
+    def runner(self) -> StreamRunner:
+        """The stream runner of the template's event source mappings.
+
+        Raises:
+            RuntimeError: not started, or started with ``handlers=False``.
         """
         self._require_started()
-        deadline = time.monotonic() + timeout
-        for consumer in self._consumers:
-            consumer.drain(deadline)
+        if self._runner is None:
+            raise RuntimeError(
+                "this LocalDeployment runs no stream consumers (handlers=False, or the "
+                "template declares no DynamoDB stream events)"
+            )
+        return self._runner
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Return once every stream consumer has processed (or sent to its on-failure
+        destination) every stream record written before the call.
+
+        Condition-based, never a fixed sleep (see :meth:`StreamRunner.drain`). With
+        ``handlers=False`` it returns at once.
+
+        Raises:
+            TimeoutError: a consumer has not caught up within ``timeout`` seconds; the
+                message says which and what it is doing.
+        """
+        self._require_started()
+        if self._runner is not None:
+            self._runner.drain(timeout)
+
+    def failure_messages(
+        self, function: str = "ProjectorFunction", *, consume: bool = True
+    ) -> list[dict[str, Any]]:
+        """What the function's mappings sent to their on-failure SQS queue: the JSON
+        bodies Lambda sends (``requestContext``, ``responseContext``,
+        ``DDBStreamBatchInfo``, ...). ``consume`` (default) removes them from the queue.
+
+        Raises:
+            KeyError: no mapping of ``function`` has an on-failure destination.
+        """
+        self._require_started()
+        urls = sorted(
+            {
+                self.queues[s.on_failure]
+                for s in self.stream_sources
+                if s.function == function and s.on_failure is not None
+            }
+        )
+        if not urls:
+            raise KeyError(f"no stream event of {function!r} has an on-failure destination")
+        sqs = self.client("sqs")
+        return [m for url in urls for m in read_queue(sqs, url, consume=consume)]
 
     # -- internals ---------------------------------------------------------------------
 
@@ -191,6 +311,22 @@ class LocalDeployment:
 
     def _create_resources(self) -> None:
         template = load_template()
+        # Queues first: the functions' environments and destinations refer to them.
+        sqs = self.client("sqs")
+        for logical_id in resource_ids(template, "AWS::SQS::Queue"):
+            attributes = queue_attributes(template, logical_id)
+            # SQS names: at most 80 characters, and ".fifo" for a FIFO queue.
+            name = f"{self._name}-{logical_id}"[: 80 - 16] + f"-{self._suffix}"
+            if attributes.get("FifoQueue") == "true":
+                name += ".fifo"
+            self.queues[logical_id] = sqs.create_queue(QueueName=name, Attributes=attributes)[
+                "QueueUrl"
+            ]
+        self.stream_sources = stream_event_sources(
+            template,
+            refs={_TABLE_ID: self.table_name, _BUCKET_ID: self.bucket, **self.queues},
+            table_logical_id=_TABLE_ID,
+        )
         ddb = self.client("dynamodb")
         ddb.create_table(**table_create_kwargs(template, self.table_name))
         ddb.get_waiter("table_exists").wait(

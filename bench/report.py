@@ -1,0 +1,660 @@
+"""The bench's results and how they are reported (pure: no I/O but the README write).
+
+Every number in the README block comes from a :class:`Results` of the run that writes
+it; the text around the numbers only names what they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import re
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.batch import BatchResult, Invocation, kinds_text
+from bench.counting import KIND_NAMES, PhaseStats, RequestCounter
+from bench.load import LoadResult, summarize
+from checkpoint_journal import _keys
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+START_MARK = "<!-- bench:start -->"
+END_MARK = "<!-- bench:end -->"
+
+JOURNAL_LIVE = "JournalSaver, projector caught up"
+JOURNAL_BARE = "JournalSaver, no projector"
+JOURNAL_AFTER = "JournalSaver, no projector, then one projector pass"
+DYNAMODB = "DynamoDBSaver"
+MEMORY = "InMemorySaver"
+
+# The issue's targets, JournalSaver / DynamoDBSaver over the same 12-turn run.
+TARGET_REQUESTS_RATIO = 0.4
+TARGET_BYTES_RATIO = 0.1
+TARGET_TOTAL_BYTES_RATIO = 0.2
+"""Bytes written by the saver and the projector together."""
+TARGET_GET_STATE_DDB_REQUESTS = 1
+"""DynamoDB requests of ``get_state``; S3 GETs of offloaded values come on top."""
+TARGET_HISTORY_REQUESTS = 5
+"""Every request of the full ``get_state_history``, S3 GETs included."""
+# DESIGN §7: "a 100-record batch in well under a second locally". Judged on one
+# 100-record event handed to the handler directly, without simulated round trips
+# (``bench.batch``): the slowest of its first deliveries must stay below this.
+TARGET_PROJECTOR_S_PER_100 = 1.0
+
+PHASES = ("run", "get_state", "history")
+
+
+@dataclass
+class SaverResult:
+    name: str
+    counter: RequestCounter
+    prefix: str = ""
+    """Of this result's phase names in ``counter`` (two results may share a saver)."""
+    final: tuple[Any, ...] = ()
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def phase(self, name: str) -> PhaseStats:
+        return self.counter.stats(self.prefix + name)
+
+
+@dataclass
+class ProjectorRun:
+    """The projector's share of one JournalSaver configuration."""
+
+    stats: PhaseStats
+    """Its requests and bytes; ``wall_s`` is the time spent in the handler/projection."""
+    invocations: int
+    records: int
+
+
+@dataclass
+class Results:
+    args: argparse.Namespace
+    argv: list[str]
+    savers: list[SaverResult]
+    live: ProjectorRun
+    """The real handler through the stream runner, during the 12 turns."""
+    one_pass: ProjectorRun
+    """The projector's logic over the finished thread, once (no stream runner)."""
+    offloaded_objects: int
+    """Objects in the blob bucket of the projector-on deployment after the run."""
+    batching_window_s: float
+    batch_size: int
+    batch: BatchResult
+    """One 100-record event, handed to the real handler directly (``bench.batch``)."""
+    load: LoadResult | None
+
+    def saver(self, name: str) -> SaverResult:
+        return next(r for r in self.savers if r.name == name)
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def fmt_bytes(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n:,} ({n / 1e6:.2f} MB)"
+    if n >= 1_000:
+        return f"{n:,} ({n / 1e3:.1f} kB)"
+    return f"{n:,}"
+
+
+def short_bytes(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f} MB"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n} B"
+
+
+def fmt_s(s: float) -> str:
+    if math.isnan(s):
+        return "n/a"
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1000:.0f} ms"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("inf")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**NOT met**"
+
+
+def op_name(op: str) -> str:
+    service, operation = op.split(".", 1)
+    return operation if service == "dynamodb" else f"{service.upper()} {operation}"
+
+
+def ops(stats: PhaseStats) -> str:
+    """``1 Query + 2 S3 GetObject``: requests by operation, most frequent first."""
+    if not stats.requests:
+        return "none"
+    # DynamoDB before S3, then the most frequent first.
+    parts = sorted(
+        stats.requests.items(), key=lambda kv: (not kv[0].startswith("dynamodb."), -kv[1], kv[0])
+    )
+    return " + ".join(f"{n:,} {op_name(op)}" for op, n in parts)
+
+
+def by_kind(stats: PhaseStats) -> str:
+    """``view 145.5 kB (60 puts); ...``: bytes written by item kind, largest first."""
+    parts = sorted(stats.written_by_kind.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "; ".join(
+        f"{kind} {short_bytes(n)} ({stats.writes_by_kind[kind]:,})" for kind, n in parts
+    ) or "none"
+
+
+def ddb_requests(stats: PhaseStats) -> int:
+    return sum(n for op, n in stats.requests.items() if op.startswith("dynamodb."))
+
+
+def s3_gets(stats: PhaseStats) -> int:
+    return stats.requests.get("s3.GetObject", 0)
+
+
+# -- tables -----------------------------------------------------------------------------
+
+
+def agent_table(res: Results) -> str:
+    turns = res.args.turns
+    n_history = len(res.savers[0].history)
+    lines = [
+        f"| saver | requests ({turns}-turn run) | requests (get_state) "
+        f"| requests (history, {n_history} checkpoints) | bytes written ({turns}-turn run) "
+        "| bytes sent (all phases) | bytes received (all phases) "
+        "| wall time (run) | wall time (get_state + history) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in res.savers:
+        if r.name == JOURNAL_AFTER:
+            continue
+        run, gs, hist = (r.phase(p) for p in PHASES)
+        lines.append(
+            f"| {r.name} | {run.total_requests:,} | {gs.total_requests:,} "
+            f"| {hist.total_requests:,} | {fmt_bytes(run.bytes_written)} "
+            f"| {fmt_bytes(sum(r.phase(p).total_bytes for p in PHASES))} "
+            f"| {fmt_bytes(sum(r.phase(p).total_received for p in PHASES))} "
+            f"| {fmt_s(run.wall_s)} | {fmt_s(gs.wall_s + hist.wall_s)} |"
+        )
+    return "\n".join(lines)
+
+
+def reads_table(res: Results) -> str:
+    lines = [
+        "| saver | get_state: requests by operation | received "
+        "| full history: requests by operation | received |",
+        "|---|---|---:|---|---:|",
+    ]
+    for r in res.savers:
+        if r.name == MEMORY:
+            continue
+        gs, hist = r.phase("get_state"), r.phase("history")
+        lines.append(
+            f"| {r.name} | {ops(gs)} | {short_bytes(gs.total_received)} "
+            f"| {ops(hist)} | {short_bytes(hist.total_received)} |"
+        )
+    return "\n".join(lines)
+
+
+def projector_table(res: Results) -> str:
+    turns = res.args.turns
+    live, one = res.live, res.one_pass
+    journal = res.saver(JOURNAL_LIVE).phase("run")
+    dynamo = res.saver(DYNAMODB).phase("run")
+    total_req = journal.total_requests + live.stats.total_requests
+    total_bytes = journal.bytes_written + live.stats.bytes_written
+    lines = [
+        "| who | requests | by operation | bytes written | written by item kind (bytes, requests) "
+        "| time |",
+        "|---|---:|---|---:|---|---:|",
+        f"| projector, during the {turns}-turn run ({live.invocations} invocations, "
+        f"{live.records} stream records) | {live.stats.total_requests:,} | {ops(live.stats)} "
+        f"| {fmt_bytes(live.stats.bytes_written)} | {by_kind(live.stats)} "
+        f"| {fmt_s(live.stats.wall_s)} busy |",
+        f"| JournalSaver, the {turns}-turn run (agent side) | {journal.total_requests:,} "
+        f"| {ops(journal)} | {fmt_bytes(journal.bytes_written)} | {by_kind(journal)} "
+        f"| {fmt_s(journal.wall_s)} |",
+        f"| **JournalSaver + projector, {turns}-turn run** "
+        f"| **{total_req:,}** | {ratio(total_req, dynamo.total_requests):.2f}x "
+        f"{DYNAMODB}'s requests "
+        f"| **{fmt_bytes(total_bytes)}** | {ratio(total_bytes, dynamo.bytes_written):.3f}x "
+        f"{DYNAMODB}'s bytes written | |",
+        f"| DynamoDBSaver, the {turns}-turn run | {dynamo.total_requests:,} | {ops(dynamo)} "
+        f"| {fmt_bytes(dynamo.bytes_written)} | | {fmt_s(dynamo.wall_s)} |",
+        f"| for comparison: one projector pass over the finished thread (no stream runner) "
+        f"| {one.stats.total_requests:,} | {ops(one.stats)} | {fmt_bytes(one.stats.bytes_written)} "
+        f"| {by_kind(one.stats)} | {fmt_s(one.stats.wall_s)} |",
+    ]
+    return "\n".join(lines)
+
+
+def spread(values: Iterable[int], fmt: Callable[[int], str] = "{:,}".format) -> str:
+    """``98``, or ``96 to 98`` when the values differ."""
+    vs = sorted(values)
+    return fmt(vs[0]) if vs[0] == vs[-1] else f"{fmt(vs[0])} to {fmt(vs[-1])}"
+
+
+def fmt_rtt(inv: Invocation) -> str:
+    return f"{inv.rtt_s * 1000:g} ms"
+
+
+def batch_table(res: Results) -> str:
+    """Each call of the handler on the 100-record event."""
+    b = res.batch
+    rows: list[tuple[str, Invocation]] = [
+        ("first delivery, the handler's first call", b.first_cold),
+        *(
+            (f"first delivery, warm handler, fresh copy {i + 1} of {len(b.first_warm)}", inv)
+            for i, inv in enumerate(b.first_warm)
+        ),
+        ("repeat delivery (all views current)", b.repeat),
+        ("warm-up: repeat delivery, the second handler's first call", b.warm_up_rtt),
+        ("repeat delivery (all views current)", b.repeat_rtt),
+        ("first delivery, warm handler, fresh copy", b.first_rtt),
+    ]
+    lines = [
+        "| invocation | simulated round trip | time | requests | by operation "
+        "| bytes written (by item kind: bytes, requests) | bytes received |",
+        "|---|---:|---:|---:|---|---|---:|",
+    ]
+    for label, inv in rows:
+        st = inv.stats
+        rtt = fmt_rtt(inv) if inv.rtt_s else "none"
+        lines.append(
+            f"| {label} | {rtt} | {fmt_s(inv.seconds)} | {st.total_requests:,} | {ops(st)} "
+            f"| {fmt_bytes(st.bytes_written)}: {by_kind(st)} "
+            f"| {short_bytes(st.total_received)} |"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    live: str
+    bare: str
+    ok: bool
+
+
+def targets(res: Results) -> list[Target]:
+    live, bare, dyn = (res.saver(n) for n in (JOURNAL_LIVE, JOURNAL_BARE, DYNAMODB))
+    drun = dyn.phase("run")
+    out: list[Target] = []
+
+    def run_ratio(r: SaverResult, attr: str, target: float) -> tuple[str, bool]:
+        a, b = getattr(r.phase("run"), attr), getattr(drun, attr)
+        q = ratio(a, b)
+        return f"{q:.3f}x ({a:,} / {b:,})", q <= target
+
+    lv, lok = run_ratio(live, "total_requests", TARGET_REQUESTS_RATIO)
+    bv, bok = run_ratio(bare, "total_requests", TARGET_REQUESTS_RATIO)
+    out.append(Target(
+        f"{res.args.turns}-turn run: requests ≤ {TARGET_REQUESTS_RATIO}x {DYNAMODB}'s",
+        lv, f"{bv}: {verdict(bok)}", lok,
+    ))
+    lv, lok = run_ratio(live, "bytes_written", TARGET_BYTES_RATIO)
+    bv, bok = run_ratio(bare, "bytes_written", TARGET_BYTES_RATIO)
+    out.append(Target(
+        f"{res.args.turns}-turn run: bytes written ≤ {TARGET_BYTES_RATIO}x {DYNAMODB}'s",
+        lv, f"{bv}: {verdict(bok)}", lok,
+    ))
+    saver_b, proj_b = live.phase("run").bytes_written, res.live.stats.bytes_written
+    q = ratio(saver_b + proj_b, drun.bytes_written)
+    out.append(Target(
+        f"{res.args.turns}-turn run: bytes written by the saver and the projector together "
+        f"≤ {TARGET_TOTAL_BYTES_RATIO}x {DYNAMODB}'s",
+        f"{q:.3f}x (({saver_b:,} + {proj_b:,}) / {drun.bytes_written:,})",
+        "n/a (nothing projected)", q <= TARGET_TOTAL_BYTES_RATIO,
+    ))
+
+    def get_state(r: SaverResult) -> tuple[str, bool]:
+        st = r.phase("get_state")
+        ok = (
+            ddb_requests(st) <= TARGET_GET_STATE_DDB_REQUESTS
+            and s3_gets(st) <= res.offloaded_objects
+            and st.total_requests == ddb_requests(st) + s3_gets(st)
+        )
+        return ops(st), ok
+
+    lv, lok = get_state(live)
+    bv, bok = get_state(bare)
+    out.append(Target(
+        f"`get_state`: {TARGET_GET_STATE_DDB_REQUESTS} DynamoDB request, plus at most one "
+        f"S3 GET per offloaded value ({res.offloaded_objects} in the bucket)",
+        lv, f"{bv}: {verdict(bok)}", lok,
+    ))
+
+    def history(r: SaverResult) -> tuple[str, bool]:
+        st = r.phase("history")
+        return f"{st.total_requests} ({ops(st)})", st.total_requests <= TARGET_HISTORY_REQUESTS
+
+    lv, lok = history(live)
+    bv, bok = history(bare)
+    out.append(Target(
+        f"full `get_state_history` ({len(live.history)} checkpoints): ≤ "
+        f"{TARGET_HISTORY_REQUESTS} requests, S3 GETs included",
+        lv, f"{bv}: {verdict(bok)}", lok,
+    ))
+    b = res.batch
+    per100 = ratio(res.live.stats.wall_s, res.live.records) * 100
+    rtt_part = res.live.stats.total_requests * res.args.rtt_ms / 1000
+    info = (
+        f"the stream runner's batches during the {res.args.turns}-turn run, "
+        f"{fmt_s(per100)} per 100 records ({fmt_s(res.live.stats.wall_s)} busy for "
+        f"{res.live.records} records in {res.live.invocations} invocations, "
+        f"{fmt_s(rtt_part)} of it simulated round trips)"
+    )
+    if res.load is not None:
+        s = summarize(res.load)
+        info += (
+            f"; under load, {fmt_s(ratio(s['busy_s'], res.load.probe.records) * 100)} per "
+            f"100 records (median invocation {fmt_s(s['invocation_p50_s'])} for a mean "
+            f"batch of {s['batch_mean']:.0f}, round trips included)"
+        )
+    firsts = [*b.no_rtt_first, b.first_rtt]
+    out.append(Target(
+        f"DESIGN §7: the projector handles a {b.records}-record batch in well under "
+        f"{TARGET_PROJECTOR_S_PER_100:g} s locally (verdict: the slowest of "
+        f"{len(b.no_rtt_first)} first deliveries of one {b.records}-record stream event "
+        "to the handler, no simulated round trip)",
+        f"slowest **{fmt_s(b.slowest_s)}** of {len(b.no_rtt_first)} first deliveries "
+        f"without simulated round trip (the handler's first call "
+        f"{fmt_s(b.first_cold.seconds)}, then warm: "
+        f"{', '.join(fmt_s(i.seconds) for i in b.first_warm)}); each "
+        f"{spread(i.stats.total_requests for i in firsts)} requests, "
+        f"{spread((i.stats.bytes_written for i in firsts), short_bytes)} written, "
+        f"{spread((i.stats.total_received for i in firsts), short_bytes)} received. With "
+        f"the simulated {fmt_rtt(b.first_rtt)} round trip on each of its requests: "
+        f"{fmt_s(b.first_rtt.seconds)}. Repeat delivery (all views current): "
+        f"{fmt_s(b.repeat.seconds)}, {fmt_s(b.repeat_rtt.seconds)} with the round trip "
+        f"({b.repeat.stats.total_requests} requests). For information, not the verdict: "
+        f"{info}",
+        "n/a", b.slowest_s < TARGET_PROJECTOR_S_PER_100,
+    ))
+    if res.load is not None:
+        s = summarize(res.load)
+        growth = s["last_p50"] - s["first_p50"]
+        out.append(Target(
+            "DESIGN §7: projector lag stays bounded under sustained load (median lag of "
+            "the last quarter's puts exceeds the first quarter's by less than one batching "
+            "window)",
+            f"{fmt_s(s['first_p50'])} → {fmt_s(s['last_p50'])} (+{fmt_s(max(growth, 0.0))}, "
+            f"window {fmt_s(res.load.batching_window_s)})"
+            + ("" if res.load.drained else f"; backlog not drained in {fmt_s(res.load.drain_s)}"),
+            "n/a",
+            growth < res.load.batching_window_s and res.load.drained and not res.load.unseen,
+        ))
+    return out
+
+
+def targets_table(res: Results) -> str:
+    lines = [
+        f"| target | {JOURNAL_LIVE} | {JOURNAL_BARE} | verdict (projector caught up) |",
+        "|---|---|---|---|",
+    ]
+    for t in targets(res):
+        lines.append(f"| {t.what} | {t.live} | {t.bare} | {verdict(t.ok)} |")
+    return "\n".join(lines)
+
+
+def load_table(load: LoadResult) -> str:
+    s = summarize(load)
+    p = load.probe
+    st = load.status
+    rows = [
+        ("writers × run time", f"{load.writers} × {fmt_s(load.duration_s)}: "
+         f"{load.conversations} conversations (new thread each, up to {load.turns_per_thread} "
+         f"turns), {load.turns} turns, {load.checkpoints:,} checkpoints acknowledged"),
+        ("agent requests", f"{load.writer_stats.total_requests:,} ({ops(load.writer_stats)})"),
+        ("stream records", f"{st.records_read:,} read by the runner, {st.records_filtered:,} "
+         f"filtered out (the projector's own items), {p.records:,} delivered to the projector "
+         f"in {p.invocations} invocations (mean batch {s['batch_mean']:.0f}, "
+         f"{st.records_dead_lettered} to the failure queue)"),
+        ("offered load", f"{s['records_per_s_offered']:.1f} records/s "
+         "(delivered records / writers' run time)"),
+        ("projector throughput", f"**{s['records_per_busy_s']:.1f} records per busy second** "
+         f"({p.records:,} records / {fmt_s(s['busy_s'])} in the handler; invocation median "
+         f"{fmt_s(s['invocation_p50_s'])}, longest {fmt_s(s['invocation_max_s'])}); busy "
+         f"{s['utilisation']:.0%} of the time from the start to the end of the drain"),
+        ("projector requests", f"{p.stats.total_requests:,} ({ops(p.stats)}), "
+         f"{p.stats.total_requests / max(p.records, 1):.2f} per record; "
+         f"{fmt_bytes(p.stats.bytes_written)} written ({by_kind(p.stats)})"),
+        ("lag, put acknowledged → view item exists", f"p50 **{fmt_s(s['lag_p50'])}**, p95 "
+         f"**{fmt_s(s['lag_p95'])}**, max **{fmt_s(s['lag_max'])}** over {len(load.lags):,} "
+         f"puts ({load.unseen} never seen)"),
+        ("lag, first → last quarter of the puts", f"p50 {fmt_s(s['first_p50'])} → "
+         f"{fmt_s(s['last_p50'])}, p95 {fmt_s(s['first_p95'])} → {fmt_s(s['last_p95'])}"),
+        ("backlog when the writers stopped", f"`drain` took {fmt_s(load.drain_s)}"
+         if load.drained else f"**not drained** after {fmt_s(load.drain_s)} (timeout)"),
+        ("batching", f"window {fmt_s(load.batching_window_s)}, batch size {load.batch_size} "
+         "(template.yaml's values, as Lambda would use them); lag resolution: one poll pass "
+         f"≈ {fmt_s(load.poll_pass_s)}"),
+    ]
+    lines = ["| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def breakdown_table(res: Results) -> str:
+    """Every saver's and projector's requests by phase and operation (stdout only)."""
+    lines = [
+        "| who | phase | operation | requests | retries | error responses "
+        "| request bytes | response bytes |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    groups: list[tuple[str, list[tuple[str, PhaseStats]]]] = [
+        (r.name, [(p, r.phase(p)) for p in ("setup", *PHASES)]) for r in res.savers
+    ]
+    groups.append(("projector (stream runner)", [("run", res.live.stats)]))
+    groups.append(("projector (one pass)", [("after run", res.one_pass.stats)]))
+    groups.append((f"projector ({res.batch.records}-record event)", [
+        ("first delivery, first call", res.batch.first_cold.stats),
+        ("first delivery, simulated round trip", res.batch.first_rtt.stats),
+        ("repeat delivery", res.batch.repeat.stats),
+    ]))
+    if res.load is not None:
+        groups.append(("load: agents", [("load", res.load.writer_stats)]))
+        groups.append(("load: projector", [("load", res.load.probe.stats)]))
+    for who, phases in groups:
+        for p, st in phases:
+            for op in sorted(st.requests):
+                lines.append(
+                    f"| {who} | {p} | {op} | {st.requests[op]:,} | {st.retries[op]:,} "
+                    f"| {st.errors[op]:,} | {st.bytes_sent[op]:,} "
+                    f"| {st.bytes_received[op]:,} |"
+                )
+        if not any(st.total_requests for _, st in phases):
+            lines.append(f"| {who} | all | (no requests) | 0 | 0 | 0 | 0 | 0 |")
+    return "\n".join(lines)
+
+
+# -- prose ------------------------------------------------------------------------------
+
+
+def settings_text(res: Results, *, dynamodb_s3_note: str) -> list[str]:
+    a = res.args
+    out = [
+        f"**Workload.** A 3-node support agent (triage → lookup → respond), {a.turns} turns "
+        f"on one thread, then `get_state` and the full `get_state_history`; a "
+        f"{a.kb_size:,}-character knowledge base (base64 of fixed-seed random bytes) is set "
+        "on turn 1 and never written again. `durability=\"sync\"` (LangGraph's default is "
+        "\"async\"; sync stores every step's writes before the next step, so the counts are "
+        "deterministic). Every HTTP request (retries included) is counted and delayed by a "
+        f"simulated {a.rtt_ms:g} ms round trip, the projector's too; InMemorySaver makes "
+        "none. Local servers: moto on 127.0.0.1 (DynamoDB, its stream, S3), one per "
+        "deployment. JournalSaver: defaults (zstd on), moto item budget.",
+        f"**{JOURNAL_LIVE}.** A `LocalDeployment()` whose stream runner feeds the real "
+        "projector handler (`checkpoint_journal.stream_handlers.projector`) from the "
+        "table's stream, as the event source mapping of template.yaml does (batch size "
+        f"{res.batch_size}, batching window {fmt_s(res.batching_window_s)}). The runner "
+        "calls it through `set_handler_wrapper`: `make_handler(env, projector)` with the "
+        "function's template environment and a `make_projector(env)` whose DynamoDB and "
+        "S3 clients are counted; the runner's stream polling (DescribeStream, "
+        "GetRecords), which Lambda does, is not counted. "
+        "After each turn the bench waits for `drain` (outside the timed run), standing in "
+        "for a user who answers more than one batching window later, so each turn's "
+        "records are one batch and the next turn starts from a caught-up view. The "
+        "reads follow the last drain.",
+        f"**{JOURNAL_BARE}.** `LocalDeployment(handlers=False)`: the journal only; reads fold "
+        "it. The same table is then projected once by the projector's logic "
+        "(`make_projector`, `project` on the thread's namespace, counted the same way: "
+        "the \"one projector pass\" row), and read again (the reads table's "
+        f"\"{JOURNAL_AFTER}\" row): the bench fails unless those reads return what the "
+        "ones before did.",
+        f"**{DYNAMODB}.** langgraph-checkpoint-aws 1.2.6, `enable_checkpoint_compression=True`, "
+        f"`s3_offload_config` set ({dynamodb_s3_note}); table as in the package's sample "
+        "CloudFormation template. It runs on the projector-less deployment, and so "
+        f"does {MEMORY}.",
+    ]
+    b = res.batch
+    kb_threads = (
+        f"the {b.kb_size:,}-character knowledge base on {b.history_with_kb}"
+    )
+    out.append(
+        f"**One {b.records}-record batch** (the §7 verdict). A fresh "
+        "`LocalDeployment(handlers=False)` (moto, no stream runner). History: "
+        f"{b.history_threads} conversations of {b.history_turns} turns each ({kb_threads}), "
+        "written by an uncounted JournalSaver without simulated round trips, then "
+        "projected by the projector's logic, as a caught-up projector leaves them. Then "
+        f"one turn on each of {b.history_threads + b.new_threads} threads, alternating: "
+        f"turn {b.history_turns + 1} of the {b.history_threads} ongoing conversations and "
+        f"the first turn of {b.new_threads} new ones (the knowledge base on "
+        f"{b.new_with_kb}: values to offload). The table's stream ({b.shards} shard(s)) "
+        "is read from TRIM_HORIZON with the `dynamodbstreams` client; each record is made "
+        "Lambda-shaped by the stream runner's `to_stream_record` and kept if template.yaml's "
+        "FilterCriteria pass it (INSERT/MODIFY of an item of kind C, W, B or X, or REMOVE; "
+        f"the runner's filter code). Those turns wrote {b.written} such records; the "
+        f"event is the first {b.records} of them in stream order "
+        f"({kinds_text(b.record_kinds)}; {short_bytes(b.event_bytes)} of JSON; "
+        f"{b.namespaces} namespaces, {b.new_namespaces} of them new; "
+        f"{b.checkpoints_to_project} checkpoints without a view), the batch an event "
+        f"source mapping of BatchSize {res.batch_size} delivers next. The "
+        f"{b.trimmed_items} items written after the {b.records}th record are deleted, so "
+        "the table holds what it held when that record was written (the handler projects "
+        "whole namespaces and would fold them too): that state, "
+        f"{b.table_items} items and {b.objects} objects, is the *fresh copy*. The real "
+        "handler, `make_handler(env, make_projector(env))` with the function's "
+        "environment (template.yaml's variables, TABLE_NAME and BUCKET_NAME among them, "
+        "then `dep.aws_env()`) and a Lambda context as the runner builds it, is called in "
+        "this process with the event (built beforehand) and timed from the call to its "
+        "return; a RequestCounter on the projector's clients counts its requests. "
+        "Without simulated round trips: the handler's first call, on the fresh copy; a "
+        "repeat delivery of the same event; then "
+        f"{len(b.first_warm)} more first deliveries, each after the table and bucket were "
+        "restored to the fresh copy and compared with it item by item. With the simulated "
+        f"{fmt_rtt(b.first_rtt)} round trip on every projector request: a second handler, "
+        "warmed up by one repeat delivery, then a repeat delivery and a first delivery on "
+        "a fresh copy. After each first delivery every checkpoint in the table has its "
+        "view item (checked), and no invocation reported a failed record. moto answers "
+        "from threads of the same Python process (same GIL), so its own time is part of "
+        "these figures. The target's verdict is the slowest first delivery without "
+        "simulated round trips; the per-100-record figures of the stream runner during "
+        "the run and under load (batches of other sizes, round trips included) are shown "
+        "for information."
+    )
+    if res.load is not None:
+        ld = res.load
+        # The keys as the code spells them, with placeholders for the parts.
+        view_key = _keys.view_sk("{ns}", "{checkpoint_id}")
+        thread_key = _keys.thread_pk("{thread}")
+        out.append(
+            f"**Sustained load.** A fresh `LocalDeployment()` with the stream runner and "
+            f"the real projector as above (template window {fmt_s(ld.batching_window_s)}, "
+            f"batch size {ld.batch_size}). {ld.writers} writer threads run the same agent "
+            f"({ld.kb_size:,}-character knowledge base, {ld.turns_per_thread} turns per "
+            f"conversation, a new thread id per conversation, no pause) for "
+            f"{a.load_seconds:g} s, each finishing the turn it is in; then `drain`. A "
+            "poller reads the view key of every acknowledged put (strongly consistent "
+            f"BatchGetItem of `{view_key}` in partition `{thread_key}`, uncounted, no "
+            "simulated round trip) until the view item exists. Writers, moto, the "
+            "runner, the projector and the poller share one Python process and its GIL, "
+            "so the throughput is a floor for a Lambda with its own CPU. The stream had "
+            f"{ld.status.shards} shard(s), read with ParallelizationFactor "
+            f"{ld.parallelization_factor}: one batch at a time per shard, as on Lambda."
+        )
+    return out
+
+
+def definitions_text(res: Results) -> str:
+    return (
+        "**What the numbers are.** *requests*: HTTP attempts (retries included) by the "
+        "saver's clients, or by the projector's; *bytes written*: request bodies of writes "
+        "(DynamoDB PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems; S3 "
+        "PutObject, DeleteObject(s), uploads); *bytes sent / received*: all request / "
+        "response bodies. DynamoDB's JSON protocol sends binary attributes base64-encoded "
+        "(4/3 of the stored size), S3 bodies are raw; sizes vary by a few hundred bytes "
+        "between runs (random ids). *Item kinds*: what each write stores "
+        f"({', '.join(sorted(set(KIND_NAMES.values())))}, S3 object). *busy*: wall time "
+        "inside the projector's handler, simulated round trips included; it runs in the "
+        "stream runner's thread, asynchronously to the agent, so it is not in the agent's "
+        "wall time. *Lag*: from the return of `put` to the first poll that sees the "
+        "checkpoint's view item. *records/s per busy second*: stream records delivered "
+        "to the projector divided by its busy time."
+    )
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return "python -m bench" + (" " + shlex.join(argv) if argv else "")
+
+
+def readme_block(res: Results, *, dynamodb_s3_note: str) -> str:
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    turns = res.args.turns
+    parts = [
+        START_MARK,
+        "## Benchmark",
+        "",
+        f"_Generated {today} by `{command_line(res.argv)}`"
+        + (" (`make bench`)" if not res.argv else "")
+        + "._",
+        "",
+        f"**Agent side**, {turns}-turn run then reads (requests by the saver only):",
+        "",
+        agent_table(res),
+        "",
+        "**Reads by operation:**",
+        "",
+        reads_table(res),
+        "",
+        f"**The projector's share** of the {turns}-turn run, and the totals:",
+        "",
+        projector_table(res),
+        "",
+        f"**The projector on one {res.batch.records}-record batch**, invoked directly "
+        "(see below):",
+        "",
+        batch_table(res),
+        "",
+        f"**Targets** ({JOURNAL_LIVE.split(',')[0]} vs {DYNAMODB}):",
+        "",
+        targets_table(res),
+        "",
+    ]
+    if res.load is not None:
+        parts += [
+            "**Projector under sustained load:**",
+            "",
+            load_table(res.load),
+            "",
+        ]
+    else:
+        parts += ["_Sustained-load phase not run (`--no-load`)._", ""]
+    for para in settings_text(res, dynamodb_s3_note=dynamodb_s3_note):
+        parts += [para, ""]
+    parts += [definitions_text(res), END_MARK]
+    return "\n".join(parts)
+
+
+def write_readme(block: str, path: Path = README) -> None:
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"  # the block has its heading
+    path.write_text(text, encoding="utf-8")
