@@ -27,6 +27,12 @@ from typing import Any, Literal
 
 import boto3
 
+from checkpoint_journal.local._esm import (
+    StreamEventSource,
+    queue_attributes,
+    resource_ids,
+    stream_event_sources,
+)
 from checkpoint_journal.local._runner import (
     ConsumerStatus,
     Handler,
@@ -35,12 +41,8 @@ from checkpoint_journal.local._runner import (
     read_queue,
 )
 from checkpoint_journal.local._template import (
-    StreamEventSource,
     bucket_lifecycle_rules,
     load_template,
-    queue_attributes,
-    resource_ids,
-    stream_event_sources,
     table_create_kwargs,
     table_ttl_attribute,
 )

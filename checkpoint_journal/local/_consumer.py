@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 
 import botocore.exceptions
 
+from checkpoint_journal.local._esm import StreamEventSource
 from checkpoint_journal.local._events import (
     MAX_PAYLOAD_BYTES,
     Condition,
@@ -35,7 +36,6 @@ from checkpoint_journal.local._events import (
     to_stream_record,
 )
 from checkpoint_journal.local._filters import compile_criteria
-from checkpoint_journal.local._template import StreamEventSource
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL",

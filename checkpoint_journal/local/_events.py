@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypedDict
 
-from checkpoint_journal.local._template import StreamEventSource
+from checkpoint_journal.local._esm import StreamEventSource
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

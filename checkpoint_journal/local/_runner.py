@@ -41,7 +41,7 @@ from checkpoint_journal.local._consumer import (
     RunnerHost,
     log,
 )
-from checkpoint_journal.local._template import StreamEventSource
+from checkpoint_journal.local._esm import StreamEventSource
 
 __all__ = ["ConsumerStatus", "Handler", "HandlerWrapper", "RunnerHost", "StreamRunner", "read_queue"]
 

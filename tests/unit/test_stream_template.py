@@ -1,4 +1,4 @@
-"""checkpoint_journal.local._template: functions' stream events and SQS queues. Pure."""
+"""checkpoint_journal.local._esm: functions' stream events and SQS queues. Pure."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from checkpoint_journal.local._template import (
+from checkpoint_journal.local._esm import (
     StreamEventSource,
-    load_template,
     queue_attributes,
     resource_ids,
     stream_event_sources,
 )
+from checkpoint_journal.local._template import load_template
 
 REPO_TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
 REFS = {"JournalTable": "tbl", "BlobBucket": "bkt", "ProjectorFailureQueue": "http://q/1"}
