@@ -191,6 +191,21 @@ class JournalVersusMemory(RuleBasedStateMachine):
             self.faulty.countdown = None
         self.pending = [b for b in self.pending if b not in picked]
 
+    @precondition(lambda self: len(self.pending) > 1)
+    @rule(crash_after=st.one_of(st.none(), st.integers(0, 4)))
+    def deliver_first_half(self, crash_after: int | None) -> None:
+        """A bisected batch: the older half of what is pending, in stream order."""
+        half = self.pending[: len(self.pending) // 2]
+        self.faulty.countdown = crash_after
+        FAULTS["deliveries"] += 1
+        try:
+            self.faulty.projector.project_all(half)
+        except Crash:
+            return
+        finally:
+            self.faulty.countdown = None
+        self.pending = [b for b in self.pending if b not in half]
+
     # -- what must hold -------------------------------------------------------------------------
 
     @invariant()
@@ -222,7 +237,7 @@ def machine_deployment(request: pytest.FixtureRequest) -> Iterator[LocalDeployme
 
 
 @pytest.mark.parametrize(
-    ("machine_deployment", "examples"), [("moto", 20), ("dynamodb-local", 6)],
+    ("machine_deployment", "examples"), [("moto", 30), ("dynamodb-local", 8)],
     indirect=["machine_deployment"],
 )
 def test_projector_under_faults_matches_the_reference(
