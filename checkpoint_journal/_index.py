@@ -27,7 +27,7 @@ THREAD_INDEX = "ThreadIndex"
 MAX_INDEXED_VALUE_BYTES = 1024
 
 
-def _normal(value: Any) -> Any:
+def normal(value: Any) -> Any:
     """Numbers as DynamoDB returns them (Decimal) and as callers pass them compare equal."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
@@ -36,16 +36,16 @@ def _normal(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     if isinstance(value, Mapping):
-        return {str(k): _normal(v) for k, v in value.items()}
+        return {str(k): normal(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_normal(v) for v in value]
+        return [normal(v) for v in value]
     return value
 
 
 def canonical(value: Any) -> str | None:
     """Canonical JSON of a metadata value, or None when it cannot be indexed."""
     try:
-        text = json.dumps(_normal(value), sort_keys=True, separators=(",", ":"),
+        text = json.dumps(normal(value), sort_keys=True, separators=(",", ":"),
                           ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
         return None

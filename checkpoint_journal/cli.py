@@ -3,6 +3,12 @@
     checkpoint-journal local   [--backend moto|dynamodb-local]
     checkpoint-journal demo    [--backend moto|dynamodb-local]
     checkpoint-journal rebuild (--thread ID ... | --all) [--table T] [--bucket B]
+    checkpoint-journal threads [--limit N]                  [connection] [--json]
+    checkpoint-journal history THREAD [--ns NS] [--limit N] [connection] [--json]
+    checkpoint-journal show    THREAD [CHECKPOINT] [--ns NS] [connection] [--json]
+    checkpoint-journal diff    THREAD A B [--ns NS]         [connection] [--json]
+
+    connection: [--table T] [--bucket B] [--endpoint-url URL] [--region R]
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments
 and help (with an example) and sets ``func`` to a ``_cmd_<name>(args) -> int``; new
@@ -272,10 +278,284 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- browsing: threads, history, show, diff -----------------------------------------------------
+
+
+_BROWSE_NOTES = """
+Connection: --table and --bucket default to $CHECKPOINT_JOURNAL_TABLE and
+$CHECKPOINT_JOURNAL_BUCKET; endpoints, region and credentials come from boto3's usual
+settings (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_PROFILE), so the
+export lines that `checkpoint-journal local` prints are all a second terminal needs.
+Reads only: Query on the table and its ThreadIndex, nothing in S3, no Scan.
+
+exit status: 0 ok, 1 AWS or table error, 2 usage error, 3 thread or checkpoint not found
+"""
+
+# Attempts per request: a person is waiting, so fail fast (the saver's default is 8).
+_BROWSE_MAX_ATTEMPTS = 3
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
+def _add_browse_parser(sub: Any, name: str, help: str, description: str, epilog: str) -> Any:
+    p = sub.add_parser(
+        name, help=help, description=description, epilog=epilog + _BROWSE_NOTES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    conn = p.add_argument_group("connection")
+    conn.add_argument("--table", help="the journal table (default: $CHECKPOINT_JOURNAL_TABLE)")
+    conn.add_argument("--bucket", help="the blob bucket, to print offloaded values' s3:// URIs "
+                      "(default: $CHECKPOINT_JOURNAL_BUCKET)")
+    conn.add_argument("--endpoint-url", metavar="URL",
+                      help="the DynamoDB endpoint (default: boto3's, e.g. "
+                      "$AWS_ENDPOINT_URL_DYNAMODB; none for AWS itself)")
+    conn.add_argument("--region", help="the AWS region (default: boto3's, e.g. $AWS_REGION)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout (stable keys), for scripts")
+    return p
+
+
+def _add_ns(p: Any) -> None:
+    p.add_argument("--ns", default="", metavar="NS",
+                   help="checkpoint namespace: '' (default) is the graph itself, a subgraph's "
+                   "is like 'node:task-id' (see `threads --json`)")
+
+
+def _add_threads(sub: Any) -> None:
+    p = _add_browse_parser(
+        sub, "threads",
+        help="list threads by last activity, newest first, with their checkpoint counts",
+        description="List threads, most recently active first: checkpoints and namespaces\n"
+        "of each, the step of its latest checkpoint, and that checkpoint's id.",
+        epilog="""\
+example:
+  checkpoint-journal threads --limit 20
+  checkpoint-journal threads --json | jq -r '.threads[].thread_id'
+
+The order comes from the projector's ThreadIndex (eventually consistent: a thread first
+written a second ago may not be listed yet); the counts are read from each thread.
+""")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N threads")
+    p.set_defaults(func=_cmd_threads)
+
+
+def _add_history(sub: Any) -> None:
+    p = _add_browse_parser(
+        sub, "history",
+        help="list a thread's checkpoints, newest first",
+        description="List the checkpoints of a thread's namespace, newest first: id, step,\n"
+        "source, the node(s) whose writes made it, time, bytes stored in the journal and\n"
+        "in the projector's view, and the pending writes (and interrupts) saved on it.",
+        epilog="""\
+example:
+  checkpoint-journal history customer-42 --limit 10
+  checkpoint-journal history customer-42 --json | jq '.checkpoints[0]'
+
+WRITTEN BY is read from what LangGraph 1.x stores: the tasks that saved results on the
+parent checkpoint (their task path names the node); `versions_seen` when no pending
+writes were saved (durability="exit"); __input__ for an input checkpoint; update_state
+does not record the node it acted as.
+""")
+    p.add_argument("thread", metavar="THREAD", help="the thread id")
+    _add_ns(p)
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="the newest N checkpoints")
+    p.set_defaults(func=_cmd_history)
+
+
+def _add_show(sub: Any) -> None:
+    p = _add_browse_parser(
+        sub, "show",
+        help="show one checkpoint: state values, metadata, pending writes, interrupts",
+        description="Show a checkpoint (the latest if none is given): every channel value,\n"
+        "its metadata, the pending writes and interrupts saved on it, and where each value\n"
+        "is stored (the journal record that holds it; inline in the view, or the S3 object\n"
+        "the projector offloaded it to). Long values are cut to the terminal's width; --json\n"
+        "prints them whole.",
+        epilog="""\
+example:
+  checkpoint-journal show customer-42
+  checkpoint-journal show customer-42 1f0b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d --json
+
+CHECKPOINT is an id from `history`, or a prefix of one that only it has. Values are read
+with LangGraph's default JsonPlusSerializer: a value it cannot read (a thread written
+with an EncryptedSerializer, say) is reported as such, value by value.
+""")
+    p.add_argument("thread", metavar="THREAD", help="the thread id")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
+                   help="a checkpoint id or unique prefix (default: the latest)")
+    _add_ns(p)
+    p.set_defaults(func=_cmd_show)
+
+
+def _add_diff(sub: Any) -> None:
+    p = _add_browse_parser(
+        sub, "diff",
+        help="show which channels changed between two checkpoints of a thread",
+        description="Compare two checkpoints of a thread's namespace: channels added,\n"
+        "removed and changed, and how (items appended to a list, text appended to a string,\n"
+        "keys added, removed or changed in a dict, or old -> new).",
+        epilog="""\
+example:
+  checkpoint-journal diff customer-42 1f0b2c3d-4e5f-6a7b 1f0b2c3e-0a1b-6c2d
+  checkpoint-journal diff customer-42 A B --json | jq '.changes[].channel'
+""")
+    p.add_argument("thread", metavar="THREAD", help="the thread id")
+    p.add_argument("a", metavar="A", help="the earlier checkpoint (id or unique prefix)")
+    p.add_argument("b", metavar="B", help="the later checkpoint (id or unique prefix)")
+    _add_ns(p)
+    p.set_defaults(func=_cmd_diff)
+
+
+def _print_json(doc: Any) -> None:
+    import json
+
+    out(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, Any]]) -> int:
+    """Connect as the saver does, call ``run(saver, progress)`` -> (JSON document, text
+    renderer taking (style, width)), print one of them, and turn errors into exit codes."""
+    import os
+    import shutil
+
+    import botocore.exceptions
+
+    from checkpoint_journal import _browse as browse
+    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.errors import InvalidKeyError, JournalError
+    from checkpoint_journal.saver import JournalSaver
+
+    table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")
+    if not table:
+        _err("no table: pass --table or set CHECKPOINT_JOURNAL_TABLE (the TableName output "
+             "of your stack; `checkpoint-journal local` prints the export line)")
+        return 2
+    progress = text.Progress(sys.stderr)
+    saver = None
+    try:
+        saver = JournalSaver(
+            table,
+            bucket=args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET") or None,
+            endpoint_url=args.endpoint_url,
+            # --endpoint-url is DynamoDB's; the saver would send S3 there too without an S3
+            # endpoint of its own, so S3 keeps boto3's resolution (AWS_ENDPOINT_URL_S3).
+            s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") if args.endpoint_url else None,
+            region_name=args.region,
+            max_attempts=_BROWSE_MAX_ATTEMPTS,
+        )
+        doc, render = run(saver, progress)
+        progress.close()
+        if args.json:
+            _print_json(doc)
+        else:
+            style = text.Style(text.use_colour(sys.stdout))
+            width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+            for line in render(style, width):
+                out(line)
+    except browse.NotFoundError as e:
+        progress.close()
+        _err(str(e))
+        return 3
+    except (browse.UsageError, InvalidKeyError) as e:
+        progress.close()
+        _err(str(e))
+        return 2
+    except JournalError as e:
+        progress.close()
+        _err(str(e))
+        return 1
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        progress.close()
+        _err(f"{type(e).__name__}: {e}")
+        return 1
+    except KeyboardInterrupt:
+        progress.close()
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (| head): not an error. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    finally:
+        if saver is not None:
+            saver.close()
+    return 0
+
+
+def _serde() -> Any:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    return JsonPlusSerializer()
+
+
+def _cmd_threads(args: argparse.Namespace) -> int:
+    from checkpoint_journal import _browse as browse
+    from checkpoint_journal import _browse_text as text
+
+    def run(saver: Any, progress: Any) -> tuple[Any, Any]:
+        rows = browse.list_threads(saver, limit=args.limit, progress=progress)
+        return text.threads_doc(rows), lambda style, width: text.threads_text(rows, style)
+
+    return _browse(args, run)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from checkpoint_journal import _browse as browse
+    from checkpoint_journal import _browse_text as text
+
+    def run(saver: Any, progress: Any) -> tuple[Any, Any]:
+        journal = browse.read_namespace(saver, args.thread, args.ns, progress=progress)
+        rows = browse.history(journal, _serde(), limit=args.limit)
+        total = len(journal.ns.checkpoints)
+        return (text.history_doc(args.thread, args.ns, rows),
+                lambda style, width: text.history_text(args.thread, args.ns, rows, total, style))
+
+    return _browse(args, run)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from checkpoint_journal import _browse as browse
+    from checkpoint_journal import _browse_text as text
+
+    def run(saver: Any, progress: Any) -> tuple[Any, Any]:
+        journal = browse.read_namespace(saver, args.thread, args.ns, progress=progress)
+        detail = browse.detail(journal, args.checkpoint, _serde())
+        return text.detail_doc(detail), lambda style, width: text.detail_text(detail, style, width)
+
+    return _browse(args, run)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from checkpoint_journal import _browse as browse
+    from checkpoint_journal import _browse_text as text
+
+    def run(saver: Any, progress: Any) -> tuple[Any, Any]:
+        journal = browse.read_namespace(saver, args.thread, args.ns, progress=progress)
+        result = browse.diff(journal, args.a, args.b, _serde())
+        return text.diff_doc(result), lambda style, width: text.diff_text(result, style)
+
+    return _browse(args, run)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_local, _add_demo, _add_rebuild]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_local, _add_demo, _add_rebuild, _add_threads, _add_history, _add_show, _add_diff,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

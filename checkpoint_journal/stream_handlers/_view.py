@@ -186,7 +186,8 @@ def head_item(
         "written_at": {"N": str(ns.last_activity_ms)},
         "pa": {"N": str(projected_at_ms)},
     }
-    step = (latest.md or {}).get("step")
+    # md values come back from DynamoDB as Decimal: normalise to int/float first.
+    step = _index.normal((latest.md or {}).get("step"))
     if step is not None and (attr := to_attr(step)) is not None:
         item["step"] = attr
     if latest.expires_at is not None:

@@ -22,7 +22,9 @@ from checkpoint_journal import JournalSaver
 from checkpoint_journal.cli import build_parser, main
 from checkpoint_journal.demo import DemoResult, run_demo
 
-SUBCOMMANDS = ["local", "demo", "rebuild"]  # rebuild: tests/integration/test_projector.py
+SUBCOMMANDS = ["local", "demo", "rebuild", "threads", "history", "show", "diff"]
+# rebuild: tests/integration/test_projector.py; threads, history, show, diff:
+# tests/integration/test_cli_browse.py
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 

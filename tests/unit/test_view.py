@@ -66,6 +66,13 @@ def test_build_view_is_deterministic_and_offloads_by_stored_size() -> None:
     assert head is not None and head["latest"] == {"S": "c1"}
 
 
+def test_head_carries_the_latest_step() -> None:
+    items = ckpt("c1", {("a", "1"): b"x"}, extra={"md": {"M": {"step": {"N": "3"}}}})
+    ns = fold_partition(items, now_s=0).namespaces[""]
+    head = head_item("t", "", ns, projected_at_ms=5)
+    assert head is not None and head["step"] == {"N": "3"}
+
+
 def test_a_view_too_big_for_an_item_moves_values_out_until_it_fits() -> None:
     values = {(f"ch{i}", "1"): os.urandom(30_000) for i in range(20)}  # 600 KB inline
     items = ckpt("c1", values, budget=400 * 1024)
