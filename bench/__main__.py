@@ -177,11 +177,13 @@ def run_saver(
 
 
 def count_objects(dep: LocalDeployment) -> int:
-    """Objects in the deployment's blob bucket (an uncounted client)."""
+    """Offloaded values in the deployment's bucket (``blobs/``; the archiver's files under
+    ``archive/`` are not values), with an uncounted client."""
     s3 = dep.client("s3")
     return sum(
         page.get("KeyCount", 0)
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dep.bucket)
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=dep.bucket, Prefix="blobs/")
     )
 
 

@@ -37,7 +37,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command, StateSnapshot, interrupt
 
-from checkpoint_journal import _keys
+from checkpoint_journal import _blobs, _keys
 from checkpoint_journal._size import item_size
 from checkpoint_journal.local import Backend, LocalDeployment
 
@@ -538,7 +538,9 @@ def _scan(dep: LocalDeployment) -> list[dict[str, Any]]:
 def _bucket_usage(dep: LocalDeployment) -> tuple[int, int]:
     s3 = dep.client("s3")
     count = size = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dep.bucket):
+    # Offloaded values only: the archiver's Avro files (archive/) repeat the journal.
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dep.bucket,
+                                                              Prefix=_blobs.PREFIX):
         for obj in page.get("Contents", []):
             count += 1
             size += int(obj.get("Size", 0))

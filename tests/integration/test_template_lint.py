@@ -181,6 +181,15 @@ def test_sam_transform_runs_offline_and_keeps_every_resource(transformed: dict[s
         "ProjectorIteratorAgeAlarmName",
         "ProjectorErrorsAlarmName",
         "ProjectorFailureQueueAlarmName",
+        "ArchiveLocation",
+        "ArchiverFunctionName",
+        "ArchiverFunctionArn",
+        "ArchiverLogGroupName",
+        "ArchiverFailureQueueUrl",
+        "ArchiverFailureQueueArn",
+        "ArchiverIteratorAgeAlarmName",
+        "ArchiverErrorsAlarmName",
+        "ArchiverFailureQueueAlarmName",
     }
     # Every output is exported as "<stack name>-<output name>".
     for name, output in transformed["Outputs"].items():
@@ -231,6 +240,9 @@ BUCKET = {"Fn::GetAtt": ["BlobBucket", "Arn"]}
 BLOBS = {"Fn::Sub": "${BlobBucket.Arn}/blobs/*"}
 FAILURE_QUEUE = {"Fn::GetAtt": ["ProjectorFailureQueue", "Arn"]}
 PROJECTOR_LOGS = {"Fn::GetAtt": ["ProjectorLogGroup", "Arn"]}
+ARCHIVE = {"Fn::Sub": "${BlobBucket.Arn}/archive/*"}
+ARCHIVER_FAILURE_QUEUE = {"Fn::GetAtt": ["ArchiverFailureQueue", "Arn"]}
+ARCHIVER_LOGS = {"Fn::GetAtt": ["ArchiverLogGroup", "Arn"]}
 
 # Actions IAM cannot scope to a resource (the IAM service authorization reference lists no
 # resource type for them, and neither does cfn-lint's copy of it): "*" is the only
@@ -358,17 +370,21 @@ PROJECTOR_RESOURCES = {
 IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy")
 
 
-def _projector_role_problems(transformed: dict[str, Any]) -> list[str]:
+def _role_problems(
+    transformed: dict[str, Any], function_id: str, role_id: str, who: str,
+    expected: Grants, allowed: set[str],
+) -> tuple[list[str], Grants]:
+    """What is wrong with a function's execution role, and its grants."""
     problems: list[str] = []
     resources = transformed["Resources"]
-    function = resources["ProjectorFunction"]
-    role_ref = {"Fn::GetAtt": ["ProjectorRole", "Arn"]}
+    function = resources[function_id]
+    role_ref = {"Fn::GetAtt": [role_id, "Arn"]}
     # Without an explicit role SAM generates one with AWSLambdaDynamoDBExecutionRole
     # (every stream in the account) and AWSXrayWriteOnlyAccess attached.
     if function["Properties"].get("Role") != role_ref:
-        problems.append(f"projector runs as {function['Properties'].get('Role')}")
-        return problems
-    role = resources["ProjectorRole"]["Properties"]
+        problems.append(f"{who} runs as {function['Properties'].get('Role')}")
+        return problems, {}
+    role = resources[role_id]["Properties"]
     if role["AssumeRolePolicyDocument"]["Statement"] != [
         {
             "Effect": "Allow",
@@ -390,22 +406,75 @@ def _projector_role_problems(transformed: dict[str, Any]) -> list[str]:
         if resource["Type"] in IAM_POLICY_TYPES:
             props = resource["Properties"]
             attached = _as_list(props.get("Roles", [])) + _as_list(props.get("RoleName", []))
-            if {"Ref": "ProjectorRole"} in attached:
+            if {"Ref": role_id} in attached:
                 statements += _policy_statements(resource)
-                problems.append(f"{logical_id} attaches more grants to the projector's role")
+                problems.append(f"{logical_id} attaches more grants to the {who}'s role")
 
     grants = _grants(statements, problems)
     _forbidden_for_everyone(grants, problems)
     for resource, _ in grants:
-        if resource not in PROJECTOR_RESOURCES:
-            problems.append(f"projector granted access to {resource}")
-    if grants != PROJECTOR_GRANTS:
-        problems.append(f"projector grants changed: {grants}")
+        if resource not in allowed:
+            problems.append(f"{who} granted access to {resource}")
+    if grants != expected:
+        problems.append(f"{who} grants changed: {grants}")
+    return problems, grants
+
+
+def _projector_role_problems(transformed: dict[str, Any]) -> list[str]:
+    problems, _ = _role_problems(transformed, "ProjectorFunction", "ProjectorRole",
+                                 "projector", PROJECTOR_GRANTS, PROJECTOR_RESOURCES)
+    return problems
+
+
+ARCHIVER_GRANTS: Grants = {
+    (_key(TABLE_STREAM), _key(None)): {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+    },
+    (_key("*"), _key(None)): {
+        "dynamodb:ListStreams",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    },
+    (_key(ARCHIVE), _key(None)): {"s3:PutObject"},
+    (_key(ARCHIVER_FAILURE_QUEUE), _key(None)): {"sqs:SendMessage"},
+    (_key(ARCHIVER_LOGS), _key(None)): {"logs:CreateLogStream", "logs:PutLogEvents"},
+}
+
+# The archiver reads the stream and writes archive/ objects: not the table's items or
+# indexes, not blobs/, not the bucket itself, not the projector's queue or logs.
+ARCHIVER_RESOURCES = {
+    _key(r) for r in (TABLE_STREAM, ARCHIVE, ARCHIVER_FAILURE_QUEUE, ARCHIVER_LOGS)
+} | {_key("*")}
+
+
+def _archiver_role_problems(transformed: dict[str, Any]) -> list[str]:
+    problems, grants = _role_problems(transformed, "ArchiverFunction", "ArchiverRole",
+                                      "archiver", ARCHIVER_GRANTS, ARCHIVER_RESOURCES)
+    actions = {a.lower() for granted in grants.values() for a in granted}
+    # Its records carry everything it writes: it never reads or writes the table itself.
+    table_actions = sorted(
+        a for a in actions
+        if a.startswith("dynamodb:") and a not in {
+            "dynamodb:describestream", "dynamodb:getrecords",
+            "dynamodb:getsharditerator", "dynamodb:liststreams"}
+    )
+    if table_actions:
+        problems.append(f"archiver may use the table: {table_actions}")
+    # An audit trail writer appends: no reads, lists, deletes or tag changes in S3.
+    s3_actions = sorted(a for a in actions if a.startswith("s3:") and a != "s3:putobject")
+    if s3_actions:
+        problems.append(f"archiver may do more than put objects: {s3_actions}")
     return problems
 
 
 def test_projector_role_is_least_privilege(transformed: dict[str, Any]) -> None:
     assert _projector_role_problems(transformed) == []
+
+
+def test_archiver_role_is_least_privilege(transformed: dict[str, Any]) -> None:
+    assert _archiver_role_problems(transformed) == []
 
 
 def _statement(source: dict[str, Any], resource: str, sid: str) -> dict[str, Any]:
@@ -458,6 +527,37 @@ def _side_policy(t: dict[str, Any]) -> None:
     }
 
 
+def _archiver_reads_table(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "ReadJournalStream")["Action"].append("dynamodb:GetItem")
+    _statement(t, "ArchiverRole", "ReadJournalStream")["Resource"] = [TABLE_STREAM, TABLE]
+
+
+def _archiver_whole_bucket(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "WriteArchive")["Resource"] = {"Fn::Sub": "${BlobBucket.Arn}/*"}
+
+
+def _archiver_reads_and_deletes_archive(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "WriteArchive")["Action"] = [
+        "s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+
+
+def _archiver_any_stream(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "ReadJournalStream")["Resource"] = "*"
+
+
+def _archiver_sam_generated_role(t: dict[str, Any]) -> None:
+    del t["Resources"]["ArchiverFunction"]["Properties"]["Role"]
+
+
+def _archiver_projectors_queue(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "FailureQueue")["Resource"] = FAILURE_QUEUE
+
+
+def _archiver_side_policy(t: dict[str, Any]) -> None:
+    _side_policy(t)
+    t["Resources"]["Extra"]["Properties"]["Roles"] = [{"Ref": "ArchiverRole"}]
+
+
 def _agent_scan(t: dict[str, Any]) -> None:
     _statement(t, "AgentPolicy", "JournalTableItems")["Action"].append("dynamodb:Scan")
 
@@ -482,6 +582,13 @@ def _agent_any_table(t: dict[str, Any]) -> None:
         (_sam_generated_role, _projector_role_problems),
         (_managed_policy_on_role, _projector_role_problems),
         (_side_policy, _projector_role_problems),
+        (_archiver_reads_table, _archiver_role_problems),
+        (_archiver_whole_bucket, _archiver_role_problems),
+        (_archiver_reads_and_deletes_archive, _archiver_role_problems),
+        (_archiver_any_stream, _archiver_role_problems),
+        (_archiver_sam_generated_role, _archiver_role_problems),
+        (_archiver_projectors_queue, _archiver_role_problems),
+        (_archiver_side_policy, _archiver_role_problems),
         (_agent_scan, _agent_policy_problems),
         (_agent_put_blob, _agent_policy_problems),
         (_agent_any_table, _agent_policy_problems),
@@ -528,16 +635,18 @@ def test_projector_function_contract(transformed: dict[str, Any]) -> None:
     assert transformed["Parameters"]["LogRetentionDays"]["Default"] == 30
 
 
-def test_the_build_is_the_makefile_target() -> None:
-    """`sam build` runs `make build-ProjectorFunction` on the package directory only."""
-    function = load_template(TEMPLATE)["Resources"]["ProjectorFunction"]
+@pytest.mark.parametrize("function_id", ["ProjectorFunction", "ArchiverFunction"])
+def test_the_build_is_the_makefile_target(function_id: str) -> None:
+    """`sam build` runs `make build-<Function>` on the package directory only."""
+    function = load_template(TEMPLATE)["Resources"][function_id]
     assert function["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "."}
     code_uri = function["Properties"]["CodeUri"]
     assert code_uri == "checkpoint_journal"
     assert (TEMPLATE.parent / code_uri / "stream_handlers").is_dir()
     makefile = (TEMPLATE.parent / "Makefile").read_text()
-    assert "\nbuild-ProjectorFunction:\n\t" in makefile
-    assert "deploy/build_lambda.py" in makefile.split("\nbuild-ProjectorFunction:\n", 1)[1]
+    assert f"\nbuild-{function_id}:\n\t" in makefile
+    target = makefile.split(f"\nbuild-{function_id}:\n", 1)[1].split("\n\n", 1)[0]
+    assert "deploy/build_lambda.py" in target
 
 
 def _mappings(transformed: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -569,9 +678,15 @@ def test_projector_event_source_mapping(transformed: dict[str, Any]) -> None:
 
 
 def test_at_most_two_readers_per_stream(transformed: dict[str, Any]) -> None:
-    # DynamoDB Streams allows two simultaneous readers of a shard (DESIGN §1.2).
-    on_stream = [m for m in _mappings(transformed).values() if m["EventSourceArn"] == TABLE_STREAM]
-    assert 1 <= len(on_stream) <= 2
+    # DynamoDB Streams allows two simultaneous readers of a shard (DESIGN §1.2): the
+    # projector and the archiver are both, and there is no room for a third.
+    on_stream = {
+        m["FunctionName"]["Ref"]
+        for m in _mappings(transformed).values()
+        if m["EventSourceArn"] == TABLE_STREAM
+    }
+    assert on_stream == {"ProjectorFunction", "ArchiverFunction"}
+    assert len(_mappings(transformed)) == 2
 
 
 def _matches(pattern: Any, value: Any) -> bool:
@@ -631,10 +746,102 @@ def test_filter_patterns_are_exactly_these(transformed: dict[str, Any]) -> None:
     ]
 
 
-def test_failure_queue(transformed: dict[str, Any]) -> None:
-    queue = transformed["Resources"]["ProjectorFailureQueue"]
+@pytest.mark.parametrize("logical_id", ["ProjectorFailureQueue", "ArchiverFailureQueue"])
+def test_failure_queue(transformed: dict[str, Any], logical_id: str) -> None:
+    queue = transformed["Resources"][logical_id]
     assert queue["Type"] == "AWS::SQS::Queue"
     assert queue["Properties"] == {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}
+
+
+# --- the archiver --------------------------------------------------------------------------
+
+
+def test_archiver_function_contract(transformed: dict[str, Any]) -> None:
+    function = transformed["Resources"]["ArchiverFunction"]
+    assert function["Type"] == "AWS::Lambda::Function"
+    props = function["Properties"]
+    assert props["Handler"] == "checkpoint_journal.stream_handlers.archiver.handler"
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Code"] == {"S3Bucket": "artifacts-bucket", "S3Key": "projector.zip"}
+    assert props["Role"] == {"Fn::GetAtt": ["ArchiverRole", "Arn"]}
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert (props["MemorySize"], props["Timeout"]) == (512, 60)
+    # The names the archiver's code reads (a contract with checkpoint_journal). No
+    # TABLE_NAME: it never reads the table.
+    assert props["Environment"]["Variables"] == {
+        "BUCKET_NAME": {"Ref": "BlobBucket"},
+        "ARCHIVE_INLINE_LIMIT_BYTES": "65536",
+        "POWERTOOLS_SERVICE_NAME": "checkpoint-journal-archiver",
+        "POWERTOOLS_METRICS_NAMESPACE": "CheckpointJournal",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    from checkpoint_journal.stream_handlers._archiver import DEFAULT_INLINE_LIMIT_BYTES
+
+    assert int(props["Environment"]["Variables"]["ARCHIVE_INLINE_LIMIT_BYTES"]) == (
+        DEFAULT_INLINE_LIMIT_BYTES)
+    assert props["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "INFO",
+        "LogGroup": {"Ref": "ArchiverLogGroup"},
+    }
+    log_group = transformed["Resources"]["ArchiverLogGroup"]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"] == {"RetentionInDays": {"Ref": "LogRetentionDays"}}
+    assert transformed["Outputs"]["ArchiveLocation"]["Value"] == {
+        "Fn::Sub": "s3://${BlobBucket}/archive/"}
+
+
+def test_archiver_event_source_mapping(transformed: dict[str, Any]) -> None:
+    mapping = dict(_mappings(transformed)["ArchiverFunctionJournal"])
+    del mapping["FilterCriteria"]  # below
+    assert mapping == {
+        "EventSourceArn": TABLE_STREAM,
+        "FunctionName": {"Ref": "ArchiverFunction"},
+        "StartingPosition": "TRIM_HORIZON",
+        # Fewer, bigger files.
+        "BatchSize": 1000,
+        "MaximumBatchingWindowInSeconds": 60,
+        "ParallelizationFactor": 1,
+        # No FunctionResponseTypes: a batch is one file, archived whole or failed whole;
+        # Lambda retries and bisects it, then describes it in the failure queue.
+        "BisectBatchOnFunctionError": True,
+        "MaximumRetryAttempts": 20,
+        # Below the stream's 24 h retention: a given-up batch can still be replayed.
+        "MaximumRecordAgeInSeconds": 21600,
+        "DestinationConfig": {"OnFailure": {"Destination": ARCHIVER_FAILURE_QUEUE}},
+    }
+
+
+def test_archiver_filter_pattern_is_exactly_this(transformed: dict[str, Any]) -> None:
+    filters = _mappings(transformed)["ArchiverFunctionJournal"]["FilterCriteria"]["Filters"]
+    assert [json.loads(f["Pattern"]) for f in filters] == [
+        {
+            "eventName": ["INSERT", "MODIFY"],
+            "dynamodb": {"NewImage": {"kind": {"S": ["C", "W", "B", "X"]}}},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("record", "selected"),
+    [
+        *[(_record("INSERT", kind), True) for kind in "CWBX"],
+        # A tombstone written again by a later delete_thread.
+        (_record("MODIFY", "X"), True),
+        # Removals are not archived: a deletion shows as its tombstone.
+        (_record("REMOVE"), False),
+        # The projector's items and chunks (their commit item stands for them).
+        *[(_record("INSERT", kind), False) for kind in ("V", "H", "I", "P", "c")],
+        (_record("INSERT"), False),
+    ],
+)
+def test_archiver_filter_selects_journal_events_only(
+    transformed: dict[str, Any], record: dict[str, Any], selected: bool
+) -> None:
+    filters = _mappings(transformed)["ArchiverFunctionJournal"]["FilterCriteria"]["Filters"]
+    patterns = [json.loads(f["Pattern"]) for f in filters]
+    assert any(_matches(p, record) for p in patterns) is selected
 
 
 # --- alarms ----------------------------------------------------------------------------------
@@ -642,29 +849,30 @@ def test_failure_queue(transformed: dict[str, Any]) -> None:
 ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
 
 
-@pytest.mark.parametrize(
-    ("logical_id", "expected"),
-    [
+def _function_alarms(function: str) -> list[tuple[str, dict[str, Any]]]:
+    """The three alarms each stream function has: lag, failed invocations, given up."""
+    name = function.removesuffix("Function")
+    return [
         (
-            "ProjectorIteratorAgeAlarm",
+            f"{name}IteratorAgeAlarm",
             {
                 "Namespace": "AWS/Lambda",
                 "MetricName": "IteratorAge",
-                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "ProjectorFunction"}}],
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function}}],
                 "Statistic": "Maximum",
                 "Period": 60,
                 "EvaluationPeriods": 5,
                 "DatapointsToAlarm": 5,
-                "Threshold": {"Ref": "ProjectorIteratorAgeThresholdMs"},
+                "Threshold": {"Ref": f"{name}IteratorAgeThresholdMs"},
                 "ComparisonOperator": "GreaterThanThreshold",
             },
         ),
         (
-            "ProjectorErrorsAlarm",
+            f"{name}ErrorsAlarm",
             {
                 "Namespace": "AWS/Lambda",
                 "MetricName": "Errors",
-                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "ProjectorFunction"}}],
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function}}],
                 "Statistic": "Sum",
                 "Period": 60,
                 "EvaluationPeriods": 1,
@@ -673,14 +881,14 @@ ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref":
             },
         ),
         (
-            "ProjectorFailureQueueAlarm",
+            f"{name}FailureQueueAlarm",
             {
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
                 "Dimensions": [
                     {
                         "Name": "QueueName",
-                        "Value": {"Fn::GetAtt": ["ProjectorFailureQueue", "QueueName"]},
+                        "Value": {"Fn::GetAtt": [f"{name}FailureQueue", "QueueName"]},
                     }
                 ],
                 "Statistic": "Maximum",
@@ -690,14 +898,19 @@ ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref":
                 "ComparisonOperator": "GreaterThanThreshold",
             },
         ),
-    ],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "expected"),
+    _function_alarms("ProjectorFunction") + _function_alarms("ArchiverFunction"),
 )
 def test_alarms(transformed: dict[str, Any], logical_id: str, expected: dict[str, Any]) -> None:
     alarm = transformed["Resources"][logical_id]
     assert alarm["Type"] == "AWS::CloudWatch::Alarm"
     props = dict(alarm["Properties"])
     assert props.pop("AlarmDescription")
-    # Quiet, not breaching, when there is no data: an idle projector is a healthy one.
+    # Quiet, not breaching, when there is no data: an idle function is a healthy one.
     assert props.pop("TreatMissingData") == "notBreaching"
     assert props.pop("AlarmActions") == ALARM_ACTIONS
     assert props.pop("OKActions") == ALARM_ACTIONS
@@ -708,6 +921,8 @@ def test_alarms(transformed: dict[str, Any], logical_id: str, expected: dict[str
 def test_alarm_parameters(transformed: dict[str, Any]) -> None:
     parameters = transformed["Parameters"]
     assert parameters["ProjectorIteratorAgeThresholdMs"]["Default"] == 60000
+    # The archiver waits up to 60 s for a batch by design: 15 minutes before it alarms.
+    assert parameters["ArchiverIteratorAgeThresholdMs"]["Default"] == 900000
     # No topic by default: the alarms then notify nobody, and the deploy needs no SNS.
     assert parameters["AlarmTopicArn"]["Default"] == ""
     assert transformed["Conditions"]["HasAlarmTopic"] == {

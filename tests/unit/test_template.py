@@ -335,6 +335,13 @@ EXPECTED_RULES = [
         "Filter": {"Tag": {"Key": "orphan", "Value": "true"}},
         "Expiration": {"Days": 7},  # the OrphanBlobRetentionDays default
     },
+    {
+        # The archiver's files: written once, read rarely; never expired by default.
+        "ID": "archive-infrequent-access",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "archive/"},
+        "Transitions": [{"StorageClass": "STANDARD_IA", "Days": 30}],
+    },
 ]
 
 
@@ -401,6 +408,45 @@ def test_bucket_lifecycle_errors_are_clear(
         bucket_lifecycle_rules(template)
 
 
+# --- the stream functions ------------------------------------------------------------------
+
+
+def test_the_local_runner_reads_both_stream_functions_from_the_template(
+    template: dict[str, Any],
+) -> None:
+    from checkpoint_journal.local._esm import queue_attributes, resource_ids, stream_event_sources
+
+    refs = {"JournalTable": "tbl", "BlobBucket": "bkt", "ProjectorFailureQueue": "pq",
+            "ArchiverFailureQueue": "aq"}
+    sources = {s.name: s for s in stream_event_sources(template, refs=refs)}
+    # The stream's two readers (DESIGN §1.2), each with its own failure queue.
+    assert set(sources) == {"ProjectorFunction/Journal", "ArchiverFunction/Journal"}
+    archiver = sources["ArchiverFunction/Journal"]
+    assert archiver.handler == "checkpoint_journal.stream_handlers.archiver.handler"
+    assert archiver.table == "JournalTable" and archiver.starting_position == "TRIM_HORIZON"
+    assert archiver.batch_size == 1000
+    assert archiver.maximum_batching_window_in_seconds == 60
+    assert archiver.bisect_batch_on_function_error is True
+    assert archiver.maximum_retry_attempts == 20
+    assert archiver.maximum_record_age_in_seconds == 21600
+    # Whole-batch semantics: no partial batch response.
+    assert not archiver.reports_batch_item_failures
+    assert archiver.on_failure == "ArchiverFailureQueue"
+    assert len(archiver.filter_patterns) == 1
+    assert archiver.environment == {
+        "BUCKET_NAME": "bkt",
+        "ARCHIVE_INLINE_LIMIT_BYTES": "65536",
+        "POWERTOOLS_SERVICE_NAME": "checkpoint-journal-archiver",
+        "POWERTOOLS_METRICS_NAMESPACE": "CheckpointJournal",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    assert archiver.memory_size == 512 and archiver.timeout == 60
+    assert resource_ids(template, "AWS::SQS::Queue") == [
+        "ProjectorFailureQueue", "ArchiverFailureQueue"]
+    assert queue_attributes(template, "ArchiverFailureQueue") == {
+        "MessageRetentionPeriod": "1209600"}
+
+
 # --- boto3 accepts the translation -----------------------------------------------------------
 
 
@@ -462,3 +508,8 @@ def test_moto_accepts_the_lifecycle_rules(template: dict[str, Any]) -> None:
     assert by_id["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
         "DaysAfterInitiation": 1
     }
+    assert by_id["archive-infrequent-access"]["Filter"] == {"Prefix": "archive/"}
+    assert by_id["archive-infrequent-access"]["Transitions"] == [
+        {"Days": 30, "StorageClass": "STANDARD_IA"}
+    ]
+    assert "Expiration" not in by_id["archive-infrequent-access"]

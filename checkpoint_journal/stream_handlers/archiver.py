@@ -1,0 +1,130 @@
+"""The archiver Lambda: DynamoDB stream of the journal table -> Avro files in S3.
+
+Entry point ``checkpoint_journal.stream_handlers.archiver.handler`` (template.yaml,
+``ArchiverFunction``), the stream's second and last consumer (DESIGN §1.2). Each
+invocation writes its whole batch as one file (layout and schema in ``_archiver``), or
+raises: no partial batch response, since a file per batch cannot be half written. Lambda
+then retries the batch, bisecting it on each failure, and after MaximumRetryAttempts
+sends its description to the function's failure queue. The object key is a function of
+the batch, so a retry overwrites what an earlier attempt may have written.
+
+Environment: ``BUCKET_NAME``, ``ARCHIVE_INLINE_LIMIT_BYTES`` (bodies above it are
+referenced, not copied) and boto3's usual variables (``AWS_ENDPOINT_URL_S3`` points it
+at a local deployment). It reads nothing from the table: the stream records carry every
+archived field. Logs carry counts, sizes, sequence numbers and object keys, never
+payloads, thread ids or metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+
+from checkpoint_journal.errors import JournalError
+from checkpoint_journal.stream_handlers._archiver import (
+    DEFAULT_INLINE_LIMIT_BYTES,
+    Archiver,
+    Written,
+)
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+SERVICE = "checkpoint-journal-archiver"
+
+
+def make_archiver(env: Mapping[str, str]) -> Archiver:
+    """An Archiver configured from a Lambda-style environment."""
+    bucket = env.get("BUCKET_NAME")
+    if not bucket:
+        raise RuntimeError("BUCKET_NAME is not set: the archiver writes to the blob bucket")
+    session = boto3.session.Session(
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+    )
+    # A few quick retries inside the invocation; past them Lambda retries the batch.
+    config = Config(retries={"mode": "standard", "total_max_attempts": 4})
+    s3 = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None, config=config)
+    return Archiver(
+        s3=s3, bucket=bucket,
+        inline_limit=int(env.get("ARCHIVE_INLINE_LIMIT_BYTES") or DEFAULT_INLINE_LIMIT_BYTES),
+    )
+
+
+def make_handler(env: Mapping[str, str], archiver: Archiver | None = None) -> Handler:
+    """The Lambda handler, built from an explicit environment (the local stream runner
+    calls this; Lambda calls ``handler``, built from ``os.environ``). Tests may pass an
+    ``archiver`` of their own (e.g. with a failing S3 client)."""
+    archiver = archiver or make_archiver(env)
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+    # Outside Lambda (the local stream runner) a per-batch INFO line would drown the
+    # user's own output: warnings only, unless asked for.
+    level = env.get("POWERTOOLS_LOG_LEVEL", "INFO") if in_lambda else env.get(
+        "CHECKPOINT_JOURNAL_ARCHIVER_LOG_LEVEL", "WARNING")
+    logger = Logger(service=SERVICE, level=level)
+    metrics = Metrics(
+        service=SERVICE, namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "CheckpointJournal")
+    )
+    tracer = Tracer(service=SERVICE, disabled=not in_lambda)
+
+    @tracer.capture_method(capture_response=False)
+    def archive(records: list[dict[str, Any]]) -> Written:
+        return archiver.archive(records)
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        records = event.get("Records") or []
+        sequence = [str(r.get("dynamodb", {}).get("SequenceNumber", "")) for r in records]
+        where = {"records": len(records), "first_sequence": sequence[0] if sequence else None,
+                 "last_sequence": sequence[-1] if sequence else None}
+        try:
+            written = archive(records)
+        except Exception as e:
+            # The whole batch fails: Lambda retries it (bisecting), then records it in the
+            # failure queue. Nothing was written, or a file a retry overwrites.
+            # Our own errors' messages name no payload; others' (fastavro's) might.
+            detail = str(e)[:500] if isinstance(e, JournalError) else None
+            logger.error("batch not archived",
+                         extra={**where, "error": type(e).__name__, "detail": detail})
+            raise
+        logger.info(
+            "batch archived",
+            extra={**where, "archived": written.archived, "referenced": written.referenced,
+                   "skipped": written.skipped, "bytes": written.bytes, "key": written.key,
+                   "ms": round((time.monotonic() - started) * 1000, 1)},
+        )
+        metrics.add_metric("RecordsArchived", MetricUnit.Count, written.archived)
+        metrics.add_metric("RecordsReferenced", MetricUnit.Count, written.referenced)
+        metrics.add_metric("RecordsSkipped", MetricUnit.Count, written.skipped)
+        metrics.add_metric("ArchiveFiles", MetricUnit.Count, 1 if written.key else 0)
+        metrics.add_metric("ArchiveBytes", MetricUnit.Bytes, written.bytes)
+        if in_lambda:
+            metrics.flush_metrics()
+        else:
+            metrics.clear_metrics()  # no CloudWatch locally: EMF lines would be noise
+        # Lambda ignores the answer of a mapping without ReportBatchItemFailures.
+        return {"key": written.key, "archived": written.archived, "skipped": written.skipped}
+
+    return handle
+
+
+_handler: Handler | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point."""
+    global _handler
+    if _handler is None:
+        _handler = make_handler(os.environ)
+    return _handler(event, context)
+
+
+__all__ = ["handler", "make_archiver", "make_handler"]
