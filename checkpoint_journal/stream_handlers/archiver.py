@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
 from checkpoint_journal.errors import JournalError
+from checkpoint_journal.stream_handlers._lambda import observability
+from checkpoint_journal.stream_handlers._lambda import session as lambda_session
 from checkpoint_journal.stream_handlers._archiver import (
     DEFAULT_INLINE_LIMIT_BYTES,
     Archiver,
@@ -44,12 +44,7 @@ def make_archiver(env: Mapping[str, str]) -> Archiver:
     bucket = env.get("BUCKET_NAME")
     if not bucket:
         raise RuntimeError("BUCKET_NAME is not set: the archiver writes to the blob bucket")
-    session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=env.get("AWS_SESSION_TOKEN"),
-        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-    )
+    session = lambda_session(env)
     # A few quick retries inside the invocation; past them Lambda retries the batch.
     config = Config(retries={"mode": "standard", "total_max_attempts": 4})
     s3 = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None, config=config)
@@ -64,16 +59,8 @@ def make_handler(env: Mapping[str, str], archiver: Archiver | None = None) -> Ha
     calls this; Lambda calls ``handler``, built from ``os.environ``). Tests may pass an
     ``archiver`` of their own (e.g. with a failing S3 client)."""
     archiver = archiver or make_archiver(env)
-    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-    # Outside Lambda (the local stream runner) a per-batch INFO line would drown the
-    # user's own output: warnings only, unless asked for.
-    level = env.get("POWERTOOLS_LOG_LEVEL", "INFO") if in_lambda else env.get(
-        "CHECKPOINT_JOURNAL_ARCHIVER_LOG_LEVEL", "WARNING")
-    logger = Logger(service=SERVICE, level=level)
-    metrics = Metrics(
-        service=SERVICE, namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "CheckpointJournal")
-    )
-    tracer = Tracer(service=SERVICE, disabled=not in_lambda)
+    obs = observability(env, SERVICE, "CHECKPOINT_JOURNAL_ARCHIVER_LOG_LEVEL")
+    in_lambda, logger, metrics, tracer = obs.in_lambda, obs.logger, obs.metrics, obs.tracer
 
     @tracer.capture_method(capture_response=False)
     def archive(records: list[dict[str, Any]]) -> Written:

@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -33,6 +31,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from botocore.config import Config
 
 from checkpoint_journal import _blobs
+from checkpoint_journal.stream_handlers._lambda import observability
+from checkpoint_journal.stream_handlers._lambda import session as lambda_session
 from checkpoint_journal.stream_handlers._projector import (
     Doorbell,
     Projector,
@@ -53,12 +53,7 @@ def make_projector(env: Mapping[str, str]) -> Projector:
     table = env.get("TABLE_NAME")
     if not table:
         raise RuntimeError("TABLE_NAME is not set: the projector needs the journal table")
-    session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=env.get("AWS_SESSION_TOKEN"),
-        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-    )
+    session = lambda_session(env)
     config = Config(retries={"mode": "standard", "total_max_attempts": 8})
     ddb = session.client(
         "dynamodb", endpoint_url=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None, config=config
@@ -78,16 +73,8 @@ def make_handler(env: Mapping[str, str], projector: Projector | None = None) -> 
     calls this; Lambda calls ``handler``, built from ``os.environ``). Tests may pass a
     ``projector`` of their own (e.g. with instrumented clients)."""
     projector = projector or make_projector(env)
-    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-    # Outside Lambda (the local stream runner) a per-batch INFO line would drown the
-    # user's own output: warnings only, unless asked for.
-    level = env.get("POWERTOOLS_LOG_LEVEL", "INFO") if in_lambda else env.get(
-        "CHECKPOINT_JOURNAL_PROJECTOR_LOG_LEVEL", "WARNING")
-    logger = Logger(service=SERVICE, level=level)
-    metrics = Metrics(
-        service=SERVICE, namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "CheckpointJournal")
-    )
-    tracer = Tracer(service=SERVICE, disabled=not in_lambda)
+    obs = observability(env, SERVICE, "CHECKPOINT_JOURNAL_PROJECTOR_LOG_LEVEL")
+    in_lambda, logger, metrics, tracer = obs.in_lambda, obs.logger, obs.metrics, obs.tracer
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     pool = ThreadPoolExecutor(NAMESPACE_CONCURRENCY, thread_name_prefix="cj-namespaces")
 
