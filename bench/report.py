@@ -42,8 +42,9 @@ TARGET_HISTORY_REQUESTS = 5
 """Every request of the full ``get_state_history``, S3 GETs included."""
 # DESIGN §7: "a 100-record batch in well under a second locally". Judged on one
 # 100-record event handed to the handler directly, without simulated round trips
-# (``bench.batch``): the slowest of its first deliveries must stay below this.
-TARGET_PROJECTOR_S_PER_100 = 1.0
+# (``bench.batch``): the slowest of its first deliveries must stay below this; "well
+# under" a second is read as half of it.
+TARGET_PROJECTOR_S_PER_100 = 0.5
 
 PHASES = ("run", "get_state", "history")
 
@@ -359,7 +360,7 @@ def targets(res: Results) -> list[Target]:
     firsts = [*b.no_rtt_first, b.first_rtt]
     out.append(Target(
         f"DESIGN §7: the projector handles a {b.records}-record batch in well under "
-        f"{TARGET_PROJECTOR_S_PER_100:g} s locally (verdict: the slowest of "
+        f"1 s locally (verdict: under {TARGET_PROJECTOR_S_PER_100:g} s for the slowest of "
         f"{len(b.no_rtt_first)} first deliveries of one {b.records}-record stream event "
         "to the handler, no simulated round trip)",
         f"slowest **{fmt_s(b.slowest_s)}** of {len(b.no_rtt_first)} first deliveries "
