@@ -39,3 +39,27 @@ def test_graph_resumes_with_a_new_saver() -> None:
     result = graphs.build_chat(_saver()).invoke({"messages": ["two"]}, config)
     assert result["turns"] == 2
     _saver().delete_thread(thread)
+
+
+def test_the_deployed_projector_folds_a_new_checkpoint() -> None:
+    """The stack's stream drives the projector: a new checkpoint gets its view item."""
+    import time
+
+    from checkpoint_journal import _keys
+
+    saver = _saver()
+    thread = f"e2e-view-{uuid.uuid4()}"
+    config = {"configurable": {"thread_id": thread}}
+    graphs.build_chat(saver).invoke({"messages": ["fold me"]}, config)
+    latest = saver.get_tuple(config)
+    assert latest is not None
+    key = {"PK": {"S": _keys.thread_pk(thread)},
+           "SK": {"S": _keys.view_sk("", latest.config["configurable"]["checkpoint_id"])}}
+    deadline = time.monotonic() + 180  # batching window, cold start, IteratorAge
+    while "Item" not in saver._ddb.get_item(
+        TableName=saver.table_name, Key=key, ConsistentRead=True
+    ):
+        assert time.monotonic() < deadline, "the projector did not fold the checkpoint in 180 s"
+        time.sleep(2)
+    assert saver.get_tuple(config) == latest
+    saver.delete_thread(thread)
