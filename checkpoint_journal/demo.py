@@ -14,7 +14,8 @@ what a checkpointer is for, on one thread, and prints a short narrative:
    saver and graph resume the thread without re-running the nodes that had finished;
 4. time travel: an earlier checkpoint from the history is read and forked with
    ``update_state`` to a different outcome;
-5. what the journal stored, by item kind, in DynamoDB and S3.
+5. what the journal stored, by item kind, in DynamoDB and S3;
+6. the audit trail: the archiver's Avro files and the thread's history.
 
 ``run_demo`` returns a ``DemoResult`` with the facts the narrative claims, so tests can
 check them rather than the wording.
@@ -302,6 +303,8 @@ class DemoResult:
     fork_after: dict[str, Any] = field(default_factory=dict)
     original_branch_intact: bool = False
     get_state_requests: int = 0
+    archive_files: int = 0
+    archived_events: int = 0
     items_by_kind: dict[str, int] = field(default_factory=dict)
     bytes_by_kind: dict[str, int] = field(default_factory=dict)
     total_items: int = 0
@@ -363,6 +366,7 @@ def run_demo(backend: Backend = "moto", out: Out = print) -> DemoResult:
             _step_crash(run)
             _step_time_travel(run)
             _step_storage(run)
+            _step_audit(run)
         finally:
             run.saver.close()
     result.elapsed_seconds = time.perf_counter() - started
@@ -525,6 +529,43 @@ def _step_storage(run: _Run) -> None:
     r.s3_objects, r.s3_bytes = _bucket_usage(run.dep)
     run.out(f"  S3 bucket {run.dep.bucket}: {r.s3_objects} objects, {r.s3_bytes:,} bytes"
             + ("" if r.s3_objects else " (no value was large enough to offload)"))
+
+
+def _step_audit(run: _Run) -> None:
+    """The audit trail: the archiver's Avro files, and the thread's history as the
+    ``checkpoint-journal history`` command prints it."""
+    import io
+
+    import fastavro
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from checkpoint_journal import _browse as browse
+    from checkpoint_journal import _browse_text as text
+
+    _heading(run, "6. The audit trail")
+    s3 = run.dep.client("s3")
+    kinds: Counter[str] = Counter()
+    files = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=run.dep.bucket, Prefix="archive/"
+    ):
+        for obj in page.get("Contents", []):
+            files += 1
+            body = s3.get_object(Bucket=run.dep.bucket, Key=obj["Key"])["Body"].read()
+            for rec in fastavro.reader(io.BytesIO(body)):
+                if isinstance(rec, dict) and rec.get("thread_id") == run.result.thread_id:
+                    kinds[str(rec.get("kind"))] += 1
+    run.result.archive_files = files
+    run.result.archived_events = sum(kinds.values())
+    run.out(f"  s3://{run.dep.bucket}/archive/: {files} Avro file(s) holding "
+            f"{kinds.get('C', 0)} checkpoint events and {kinds.get('W', 0)} writes events "
+            "of this thread")
+    journal = browse.read_namespace(run.saver, run.result.thread_id, "")
+    rows = browse.history(journal, JsonPlusSerializer(), limit=5)
+    run.out(f"  $ checkpoint-journal history {run.result.thread_id} --limit 5")
+    for line in text.history_text(run.result.thread_id, "", rows,
+                                  len(journal.ns.checkpoints), text.Style()):
+        run.out(f"  {line}")
 
 
 def _scan(dep: LocalDeployment) -> list[dict[str, Any]]:

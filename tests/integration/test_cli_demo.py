@@ -83,6 +83,11 @@ def test_demo_fork_and_storage(demo: tuple[DemoResult, list[str]]) -> None:
     assert result.total_items == sum(result.items_by_kind.values())
     assert result.total_bytes == sum(result.bytes_by_kind.values()) > 0
     assert (result.s3_objects, result.s3_bytes) == (0, 0)
+    # Every journal event of the thread reached the archive, once.
+    assert result.archive_files >= 1
+    assert result.archived_events == (
+        result.items_by_kind["checkpoint events"] + result.items_by_kind["pending writes"])
+    assert any(line.strip().startswith("$ checkpoint-journal history") for line in lines)
     assert result.elapsed_seconds < 30
     assert lines[-1].startswith("Demo finished in ")
 
