@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 
-import zstandard
-
 from checkpoint_journal.errors import CorruptRecordError
-from checkpoint_journal.schemas import CODEC_NULL, CODEC_ZSTD, MAX_DECOMPRESSED_BYTES
+from checkpoint_journal.schemas import squeeze, unsqueeze
 
 PREFIX = "blobs/"
 # Values of 350 KiB or more, as stored, always go to S3 (DESIGN §1).
@@ -64,26 +62,12 @@ def incarnation_of(key: str) -> int:
 
 
 def pack(data: bytes) -> tuple[bytes, str]:
-    """The object body for a value's bytes and its codec."""
-    if len(data) >= 256:
-        packed = zstandard.ZstdCompressor(level=3).compress(data)
-        if len(packed) < len(data):
-            return packed, CODEC_ZSTD
-    return data, CODEC_NULL
+    """The object body for a value's bytes and its codec (the journal's own rule)."""
+    return squeeze(data)
 
 
 def unpack(body: bytes, codec: str, expected_digest: str, type_: str) -> bytes:
-    if codec == CODEC_ZSTD:
-        try:
-            data = zstandard.ZstdDecompressor().decompress(
-                body, max_output_size=MAX_DECOMPRESSED_BYTES
-            )
-        except zstandard.ZstdError as e:
-            raise CorruptRecordError(f"blob {expected_digest[:12]}: damaged zstd body: {e}") from e
-    elif codec == CODEC_NULL:
-        data = body
-    else:
-        raise CorruptRecordError(f"blob {expected_digest[:12]}: unknown codec {codec!r}")
+    data = unsqueeze(body, codec, f"blob {expected_digest[:12]}")
     if digest(type_, data) != expected_digest:
         raise CorruptRecordError(f"blob {expected_digest[:12]}: content does not match its digest")
     return data

@@ -414,26 +414,10 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
             {ch: (r.version, r.written_at_ms) for ch, r in resolved.items()},
         )
         return CheckpointTuple(
-            config={
-                "configurable": {
-                    "thread_id": thread_id,
-                    "checkpoint_ns": ns_name,
-                    "checkpoint_id": event.checkpoint_id,
-                }
-            },
+            config=self._config(thread_id, ns_name, event.checkpoint_id),  # type: ignore[arg-type]
             checkpoint=checkpoint,
             metadata=self._loads(event.metadata),
-            parent_config=(
-                {
-                    "configurable": {
-                        "thread_id": thread_id,
-                        "checkpoint_ns": ns_name,
-                        "checkpoint_id": event.parent_checkpoint_id,
-                    }
-                }
-                if event.parent_checkpoint_id
-                else None
-            ),
+            parent_config=self._config(thread_id, ns_name, event.parent_checkpoint_id),
             pending_writes=[(w.task_id, w.channel, self._value(w.value, cache)) for w in writes],
         )
 

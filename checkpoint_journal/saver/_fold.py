@@ -111,6 +111,11 @@ class ViewCheckpoint:
     writes: list[ViewWrite]
     writes_folded: int
 
+    def refs(self) -> list[BlobRef]:
+        """Every offloaded value the view points to."""
+        values = [v for _, v, _ in self.channels.values()] + [w.value for w in self.writes]
+        return [v for v in values if isinstance(v, BlobRef)]
+
 
 @dataclass(frozen=True)
 class ViewWrite:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -33,18 +33,6 @@ BATCH_WRITE_MAX = 25
 CHUNK_WRITE_CONCURRENCY = 8
 # Re-sends of BatchWriteItem's UnprocessedItems before giving up.
 _UNPROCESSED_RETRIES = 8
-
-
-class JournalStore(Protocol):
-    """The seam between the saver and DynamoDB."""
-
-    def append(self, plan: ItemPlan) -> None: ...
-    def query(self, pk: str, sk_prefix: str) -> list[Item]: ...
-    def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]: ...
-    def scan(self) -> Iterator[Item]: ...
-    def run_keys(self, run_id: str) -> list[tuple[str, str]]: ...
-    def put_plain(self, item: Item) -> None: ...
-    def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None: ...
 
 
 def make_clients(
@@ -127,7 +115,7 @@ def call(fn: Callable[[], T], *, table: str, what: str) -> T:
 
 
 class DynamoJournalStore:
-    """``JournalStore`` on a DynamoDB table."""
+    """The journal's DynamoDB I/O: conditional appends, consistent reads, batch writes."""
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self.client = client
@@ -175,24 +163,6 @@ class DynamoJournalStore:
     def put_plain(self, item: Item) -> None:
         """An unconditional put, for items that are not journal events (tombstones)."""
         self._call(lambda: self.client.put_item(TableName=self.table, Item=item), "put item")
-
-    def query(self, pk: str, sk_prefix: str) -> list[Item]:
-        """Every item of a partition under a sort-key prefix, strongly consistent."""
-        out: list[Item] = []
-        kw: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
-            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": sk_prefix}},
-            # I4: a read right after a write must see it.
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._call(lambda: self.client.query(**kw), "read the journal")
-            out.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def pages(
         self,
@@ -313,15 +283,6 @@ class DynamoJournalStore:
             out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return out
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def scan(self) -> Iterator[Item]:
-        kw: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
-        while True:
-            page = self._call(lambda: self.client.scan(**kw), "scan the journal")
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
             kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def run_keys(self, run_id: str) -> list[tuple[str, str]]:

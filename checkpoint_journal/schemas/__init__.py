@@ -85,17 +85,35 @@ def current(record: str) -> SchemaInfo:
     return max(candidates, key=lambda s: s.version)
 
 
+def squeeze(raw: bytes) -> tuple[bytes, str]:
+    """``raw`` zstd-compressed when that makes it smaller, and the codec used.
+    Incompressible payloads (already compressed, encrypted, random) stay raw."""
+    if len(raw) >= COMPRESS_MIN_BYTES:
+        packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw)
+        if len(packed) < len(raw):
+            return packed, CODEC_ZSTD
+    return raw, CODEC_NULL
+
+
+def unsqueeze(body: bytes, codec: str, what: str) -> bytes:
+    """The inverse of ``squeeze``; CorruptRecordError names ``what`` on damage."""
+    if codec == CODEC_NULL:
+        return body
+    if codec != CODEC_ZSTD:
+        raise CorruptRecordError(f"{what}: unknown codec {codec!r}")
+    try:
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_DECOMPRESSED_BYTES)
+    except zstandard.ZstdError as e:
+        raise CorruptRecordError(f"{what}: zstd payload is damaged: {e}") from e
+
+
 def encode(record: str, value: dict[str, Any], *, compress: bool) -> Encoded:
     schema = current(record)
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema.parsed, value)
     raw = buf.getvalue()
-    if compress and len(raw) >= COMPRESS_MIN_BYTES:
-        packed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw)
-        # Incompressible payloads (already compressed, encrypted, random) stay raw.
-        if len(packed) < len(raw):
-            return Encoded(packed, schema.fingerprint, CODEC_ZSTD)
-    return Encoded(raw, schema.fingerprint, CODEC_NULL)
+    body, codec = squeeze(raw) if compress else (raw, CODEC_NULL)
+    return Encoded(body, schema.fingerprint, codec)
 
 
 def decode(record: str, body: bytes, fp: str, codec: str) -> dict[str, Any]:
@@ -106,15 +124,7 @@ def decode(record: str, body: bytes, fp: str, codec: str) -> dict[str, Any]:
             f"unknown {record} schema fingerprint {fp!r}: the item was written by a newer "
             "checkpoint-journal; upgrade this reader"
         )
-    if codec == CODEC_ZSTD:
-        try:
-            body = zstandard.ZstdDecompressor().decompress(
-                body, max_output_size=MAX_DECOMPRESSED_BYTES
-            )
-        except zstandard.ZstdError as e:
-            raise CorruptRecordError(f"{record}: zstd payload is damaged: {e}") from e
-    elif codec != CODEC_NULL:
-        raise CorruptRecordError(f"{record}: unknown codec {codec!r}")
+    body = unsqueeze(body, codec, record)
     try:
         out = fastavro.schemaless_reader(io.BytesIO(body), writer.parsed, current(record).parsed)
     except Exception as e:  # fastavro raises several unrelated types on bad bytes

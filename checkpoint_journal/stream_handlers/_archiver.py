@@ -51,6 +51,7 @@ from checkpoint_journal.errors import (
     CorruptRecordError,
     TransientError,
 )
+from checkpoint_journal.stream_handlers._lambda import journal_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -108,15 +109,10 @@ def archive_record(
         return None
     ddb = record.get("dynamodb") or {}
     image = ddb.get("NewImage")
-    keys = ddb.get("Keys") or {}
-    pk, sk = _string(keys.get("PK")), _string(keys.get("SK"))
-    if not isinstance(image, Mapping) or pk is None or sk is None:
+    found = journal_key(record)
+    if not isinstance(image, Mapping) or found is None:
         return None
-    try:
-        thread_id = _keys.thread_from_pk(pk)
-        key = _keys.parse_sk(sk)
-    except ValueError:
-        return None
+    pk, sk, thread_id, key = found
     if key.kind not in ARCHIVED_KINDS or _string(image.get("kind")) != key.kind:
         return None
 

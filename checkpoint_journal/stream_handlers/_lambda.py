@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
+
+from checkpoint_journal import _keys
 
 
 def session(env: Mapping[str, str]) -> boto3.session.Session:
@@ -30,6 +33,34 @@ class Observability:
     logger: Logger
     metrics: Metrics
     tracer: Tracer
+
+    def publish(self) -> None:
+        """Send the invocation's metrics (EMF) in Lambda; drop them locally, where there
+        is no CloudWatch and the lines would only be noise."""
+        if self.in_lambda:
+            self.metrics.flush_metrics()
+        else:
+            self.metrics.clear_metrics()
+
+
+class JournalKey(NamedTuple):
+    pk: str
+    sk: str
+    thread_id: str
+    key: _keys.ParsedKey
+
+
+def journal_key(record: Mapping[str, Any]) -> JournalKey | None:
+    """The item a Lambda DynamoDB-stream record names, or None when its keys are not a
+    journal item's (views and chunks count; heads and index entries do not)."""
+    keys = (record.get("dynamodb") or {}).get("Keys") or {}
+    pk, sk = (keys.get("PK") or {}).get("S"), (keys.get("SK") or {}).get("S")
+    if not isinstance(pk, str) or not isinstance(sk, str):
+        return None
+    try:
+        return JournalKey(pk, sk, _keys.thread_from_pk(pk), _keys.parse_sk(sk))
+    except ValueError:
+        return None
 
 
 def observability(env: Mapping[str, str], service: str, local_level_var: str) -> Observability:

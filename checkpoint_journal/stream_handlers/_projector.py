@@ -26,16 +26,11 @@ import botocore.exceptions
 
 from checkpoint_journal import _blobs, _keys
 from checkpoint_journal._size import MAX_ITEM_BYTES
-from checkpoint_journal.saver._fold import (
-    BlobRef,
-    Namespace,
-    ViewCheckpoint,
-    fold_partition,
-    survey,
-)
+from checkpoint_journal.saver._fold import Namespace, fold_partition, survey
 from checkpoint_journal.saver._items import Item
 from checkpoint_journal.saver._store import DynamoJournalStore
-from checkpoint_journal.stream_handlers._view import build_view, head_item
+from checkpoint_journal.stream_handlers._lambda import journal_key
+from checkpoint_journal.stream_handlers._view import ViewItems, build_view, head_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -92,20 +87,13 @@ def doorbell(record: Mapping[str, Any]) -> Doorbell | None:
     commit item rings), and DynamoDB's TTL deletions (expired items need no view work:
     view, head and index items carry the same expiry).
     """
-    ddb = record.get("dynamodb") or {}
-    keys = ddb.get("Keys") or {}
-    pk = (keys.get("PK") or {}).get("S")
-    sk = (keys.get("SK") or {}).get("S")
-    if not pk or not sk:
-        return None
     identity = record.get("userIdentity") or {}
     if identity.get("type") == "Service":
         return None
-    try:
-        thread_id = _keys.thread_from_pk(pk)
-        key = _keys.parse_sk(sk)
-    except ValueError:
+    found = journal_key(record)
+    if found is None:
         return None
+    thread_id, key = found.thread_id, found.key
     if key.kind in (_keys.KIND_VIEW, _keys.KIND_CHUNK):
         return None
     return Doorbell(
@@ -221,29 +209,31 @@ class Projector:
         # Everything missing or behind, built first (pure), then written in three waves
         # that keep pointers behind what they point to (I2): blob objects, index entries,
         # views. A crash between waves leaves work the next delivery redoes identically.
-        builds = []
+        builds: dict[str, ViewItems] = {}
         for cid in sorted(ns.checkpoints):
             if ns.current_view(cid) is not None:
                 stats.views_current += 1
                 continue
-            builds.append(build_view(
+            builds[cid] = build_view(
                 thread_id, ns_name, ns, ns.checkpoints[cid],
                 inline_limit=self.inline_limit, max_item_bytes=self.max_item_bytes,
-            ))
-        offloads = {o.ref.key: o for b in builds for o in b.offloads}  # one per content
+            )
+        offloads = {o.ref.key: o for b in builds.values() for o in b.offloads}  # one per content
         self._parallel([lambda o=o: self._put_blob(o.ref.key, o.body)  # type: ignore[misc]
                         for o in offloads.values()])
         stats.blobs_offloaded += len(offloads)
         stats.blob_bytes += sum(len(o.body) for o in offloads.values())
-        index = [i for b in builds for i in b.index]
+        # A stored view means its index entries were written before it: only new
+        # checkpoints need theirs (a view rewritten for new writes does not).
+        index = [i for cid, b in builds.items() if cid not in stored_views for i in b.index]
         if index:
             # Entries are functions of immutable events: an unconditional batch put is safe.
             self._parallel([lambda c=c: self.store.put_many(c)  # type: ignore[misc]
                             for c in _chunks(index, 25)])
             stats.index_items += len(index)
             stats.bytes_written += sum(_size(i) for i in index)
-        for b, written in zip(builds, self._parallel(
-            [lambda b=b: self._put_view(b.view) for b in builds]  # type: ignore[misc]
+        for b, written in zip(builds.values(), self._parallel(
+            [lambda b=b: self._put_view(b.view) for b in builds.values()]  # type: ignore[misc]
         )):
             if written:
                 stats.views_written += 1
@@ -268,8 +258,8 @@ class Projector:
             # Checkpoints went away (prune, delete_for_runs): objects no view points to
             # any more are tagged for the bucket's lifecycle rule. Writing the same
             # content again (a later view needing it) replaces the object, untagged.
-            live = {key for b in builds for key in (o.ref.key for o in b.offloads)}
-            live |= {ref.key for view in ns.views.values() for ref in _refs(view)}
+            live = {o.ref.key for b in builds.values() for o in b.offloads}
+            live |= {ref.key for view in ns.views.values() for ref in view.refs()}
             stats.blobs_orphaned += self._tag_orphans(
                 _blobs.incarnation_prefix(thread_id, ns_name, ns.tombstone_ms), live)
 
@@ -387,9 +377,7 @@ class Projector:
             if sk.startswith(("H#", "I#")) or sk.endswith("#" + _keys.KIND_VIEW)
         ]
         self.store.delete_keys(projector_items)
-        namespaces = sorted({
-            _keys.parse_sk(sk).checkpoint_ns for _, sk in keys if _is_journal(sk)
-        })
+        namespaces = sorted({ns for _, sk in keys if (ns := _keys.namespace_of(sk)) is not None})
         stats = Stats(items_deleted=len(projector_items))
         for ns_name in namespaces:
             stats.add(self.project(Doorbell(thread_id, ns_name)))
@@ -408,19 +396,6 @@ class Projector:
                 if pk not in seen and pk.startswith("T#"):
                     seen.add(pk)
                     yield _keys.thread_from_pk(pk)
-
-
-def _refs(view: ViewCheckpoint) -> list[BlobRef]:
-    values = [v for _, v, _ in view.channels.values()] + [w.value for w in view.writes]
-    return [v for v in values if isinstance(v, BlobRef)]
-
-
-def _is_journal(sk: str) -> bool:
-    try:
-        _keys.parse_sk(sk)
-    except ValueError:
-        return False
-    return True
 
 
 def _size(item: Item) -> int:

@@ -43,10 +43,11 @@ _VIEW_HEADROOM = 8 * 1024
 
 
 def _offload(
-    thread_id: str, ns_name: str, incarnation: int, value: tuple[str, bytes]
+    thread_id: str, ns_name: str, incarnation: int, value: tuple[str, bytes],
+    packed: tuple[bytes, str],
 ) -> Offload:
     type_, data = value
-    body, codec = _blobs.pack(data)
+    body, codec = packed
     d = _blobs.digest(type_, data)
     ref = BlobRef(
         key=_blobs.object_key(thread_id, ns_name, incarnation, d),
@@ -69,13 +70,20 @@ def build_view(
     incarnation = ns.tombstone_ms
     cid = event.checkpoint_id
     offloads: dict[str, Offload] = {}
+    # Objects this incarnation's views already point to: the same content is the same
+    # reference, with nothing to upload again.
+    prefix = _blobs.incarnation_prefix(thread_id, ns_name, incarnation)
+    known = {ref.key: ref for view in ns.views.values() for ref in view.refs()
+             if ref.key.startswith(prefix)}
 
     def place(value: Value, *, force: bool = False) -> Value:
         if isinstance(value, BlobRef):
             return value
-        packed, _ = _blobs.pack(value[1])
-        if force or len(packed) >= limit:
-            off = _offload(thread_id, ns_name, incarnation, value)
+        packed = _blobs.pack(value[1])
+        if force or len(packed[0]) >= limit:
+            off = _offload(thread_id, ns_name, incarnation, value, packed)
+            if off.ref.key in known:
+                return known[off.ref.key]
             offloads.setdefault(off.ref.key, off)
             return off.ref
         return value

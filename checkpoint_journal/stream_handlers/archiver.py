@@ -93,10 +93,7 @@ def make_handler(env: Mapping[str, str], archiver: Archiver | None = None) -> Ha
         metrics.add_metric("RecordsSkipped", MetricUnit.Count, written.skipped)
         metrics.add_metric("ArchiveFiles", MetricUnit.Count, 1 if written.key else 0)
         metrics.add_metric("ArchiveBytes", MetricUnit.Bytes, written.bytes)
-        if in_lambda:
-            metrics.flush_metrics()
-        else:
-            metrics.clear_metrics()  # no CloudWatch locally: EMF lines would be noise
+        obs.publish()
         # Lambda ignores the answer of a mapping without ReportBatchItemFailures.
         return {"key": written.key, "archived": written.archived, "skipped": written.skipped}
 

@@ -140,10 +140,7 @@ def make_handler(env: Mapping[str, str], projector: Projector | None = None) -> 
         metrics.add_metric("BlobBytes", MetricUnit.Bytes, total.blob_bytes)
         metrics.add_metric("BytesWritten", MetricUnit.Bytes, total.bytes_written)
         metrics.add_metric("LagMs", MetricUnit.Milliseconds, max(0.0, (time.time() - oldest) * 1000))
-        if in_lambda:
-            metrics.flush_metrics()
-        else:
-            metrics.clear_metrics()  # no CloudWatch locally: EMF lines would be noise
+        obs.publish()
         return dict(response)
 
     return handle
