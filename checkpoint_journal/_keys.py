@@ -12,6 +12,7 @@ thread and ``delete_thread`` is one partition walk. Sort keys:
 ``P#{...parent SK after "J#"}#{n:05d}``     chunk ``n`` of a payload too large for one item
 ``H#{ns}``                                   head of a namespace (projector)
 ``I#{ns}#{checkpoint_id}#{key hash}``       metadata index entry (projector)
+``R#{ns}#{uniq}``                           removal marker written by prune / delete_for_runs
 ==========================================  ==============================================
 
 The view item of a checkpoint sorts between its event and its writes, so one Query in
@@ -47,6 +48,7 @@ KIND_TOMBSTONE = "X"
 KIND_VIEW = "V"
 KIND_HEAD = "H"
 KIND_INDEX = "I"
+KIND_REMOVAL = "R"
 
 TOMBSTONE_MARK = "~"
 
@@ -151,6 +153,13 @@ def tombstone_sk(checkpoint_ns: str) -> str:
     return ns_prefix(checkpoint_ns) + TOMBSTONE_MARK
 
 
+def removal_sk(checkpoint_ns: str, uniq: str) -> str:
+    """A removal marker: which checkpoints a prune or delete_for_runs took away, so that
+    ``verify`` tells a legitimate removal from a deletion. Outside the ``J#`` range, so
+    reads never meet it, and owned by no checkpoint, so later prunes keep it."""
+    return "R#" + ns_prefix(checkpoint_ns)[2:] + uniq
+
+
 class ParsedKey(NamedTuple):
     """What a sort key says about its item."""
 
@@ -172,6 +181,8 @@ def parse_sk(sk: str) -> ParsedKey:
     """
     parts = sk.split("#")
     n = len(parts)
+    if n == 3 and parts[0] == KIND_REMOVAL and parts[2]:
+        return ParsedKey(KIND_REMOVAL, unescape(parts[1]), "", sk)
     if n >= 4 and parts[0] == KIND_CHUNK and parts[-1].isdigit():
         parent = parse_sk("J#" + "#".join(parts[1:-1]))
         if parent.kind in (KIND_CHECKPOINT, KIND_BLOBS, KIND_WRITES):
@@ -203,7 +214,7 @@ def thread_from_pk(pk: str) -> str:
 
 def owner(sk: str) -> tuple[str, str] | None:
     """(namespace, checkpoint id) an item belongs to: journal, view, chunk and index items
-    belong to a checkpoint; tombstones and heads to none."""
+    belong to a checkpoint; tombstones, removal markers and heads to none."""
     if sk.startswith("I#"):
         parts = sk.split("#")
         return (unescape(parts[1]), parts[2]) if len(parts) == 4 else None
@@ -211,7 +222,7 @@ def owner(sk: str) -> tuple[str, str] | None:
         key = parse_sk(sk)
     except ValueError:
         return None
-    if key.kind == KIND_TOMBSTONE:
+    if key.kind in (KIND_TOMBSTONE, KIND_REMOVAL):
         return None
     return key.checkpoint_ns, key.checkpoint_id
 

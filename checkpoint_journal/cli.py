@@ -7,6 +7,8 @@
     checkpoint-journal history THREAD [--ns NS] [--limit N] [connection] [--json]
     checkpoint-journal show    THREAD [CHECKPOINT] [--ns NS] [connection] [--json]
     checkpoint-journal diff    THREAD A B [--ns NS]         [connection] [--json]
+    checkpoint-journal export  [--thread T] [--since WHEN] [--until WHEN]
+                               [--format jsonl|avro] [--output PATH] [connection]
 
     connection: [--table T] [--bucket B] [--endpoint-url URL] [--region R]
 
@@ -209,6 +211,8 @@ def _demo_failures(result: Any) -> list[str]:
         "the crash was not resumed without re-running finished nodes":
             result.crash_resumed_without_rerun,
         "the fork did not change the outcome": result.fork_changed_outcome,
+        "verify did not prove the thread intact in the table and the archive":
+            result.verify_ok and result.verify_matched == result.verify_checkpoints > 0,
     }
     return [msg for msg, ok in checks.items() if not ok]
 
@@ -414,15 +418,100 @@ example:
     p.set_defaults(func=_cmd_diff)
 
 
+def _add_verify(sub: Any) -> None:
+    p = _add_browse_parser(
+        sub, "verify",
+        help="prove the journal and its archive intact: hashes, hash chains, table vs archive",
+        description="Check that no checkpoint in the table or the archive was altered, removed\n"
+        "or inserted after it was written. Every journal event carries a hash of its content,\n"
+        "and every checkpoint a chain hash linking it to its parent's, so a thread's history\n"
+        "is a hash chain (a tree where it forks). verify recomputes every hash from the table\n"
+        "and from the Avro archive, checks every link, compares the two stores, and checks the\n"
+        "projector's views against the journal. prune and delete_for_runs leave removal\n"
+        "markers, delete_thread tombstones: those removals are reported as such, not as\n"
+        "problems. Each problem names the thread, checkpoint and the exact table item or\n"
+        "archive file and record.",
+        epilog="""\
+example:
+  checkpoint-journal verify --thread customer-42
+  checkpoint-journal verify --chain-key-file chain.key --json | jq '.problems[]'
+
+Problems: altered (content does not match its hash), chain-broken (a checkpoint does not
+link to its parent's chain), removed (missing without a prune/delete), misplaced (an
+event under another checkpoint's key), wrong-key (hashed under another key, or without
+the deployment's key: a forgery), view-mismatch, disagree (table and archive differ),
+not-archived, archive-damaged, unreadable.
+
+With a chain key (JournalSaver(chain_key=...)) the hashes are HMAC-SHA-256, so an event
+forged by someone without the key is detected; without one they are SHA-256, which
+detects any change that does not recompute every later hash. Archived events of a thread
+erased by delete_thread cannot be read any more (their key is destroyed): they are
+counted, not checked.
+
+exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
+3 thread not found
+""")
+    p.add_argument("--thread", metavar="THREAD",
+                   help="verify one thread (default: every thread in the table)")
+    p.add_argument("--chain-key-file", metavar="PATH",
+                   help="a file holding the chain key the savers use, e.g. made by "
+                   "`openssl rand -hex 32` (its final newline is ignored; default: "
+                   "$CHECKPOINT_JOURNAL_CHAIN_KEY_FILE; none: plain SHA-256)")
+    p.add_argument("--no-archive", action="store_true",
+                   help="check the table only, even with a bucket")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _chain_key(args: argparse.Namespace) -> bytes | None:
+    import os
+
+    path = args.chain_key_file or os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE")
+    if not path:
+        return None
+    from pathlib import Path
+
+    # A text key file (`openssl rand -hex 32 > chain.key`) ends with a newline that is
+    # not part of the key.
+    return Path(path).read_bytes().rstrip(b"\r\n")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import os
+
+    from checkpoint_journal import _chain, _verify
+
+    try:
+        key = _chain_key(args)
+        hasher = _chain.Hasher(_chain.key_bytes(key))
+    except (OSError, ValueError) as e:
+        _err(f"chain key: {e}")
+        return 2
+    bucket = args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET") or None
+    archive = bucket is not None and not args.no_archive
+
+    def run(saver: Any, progress: Any) -> tuple[Any, Any, int]:
+        report = _verify.verify(
+            saver._store.client, saver.table_name, hasher=hasher, thread_id=args.thread,
+            s3=saver._s3 if archive else None, bucket=bucket if archive else None,
+            progress=progress,
+        )
+        doc = {**report.doc(), "archive_checked": archive}
+        return doc, lambda style, width: _verify.text(report, style, archive), (
+            0 if report.ok else 4)
+
+    return _browse(args, run)
+
+
 def _print_json(doc: Any) -> None:
     import json
 
     out(json.dumps(doc, indent=2, ensure_ascii=False))
 
 
-def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, Any]]) -> int:
+def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, ...]]) -> int:
     """Connect as the saver does, call ``run(saver, progress)`` -> (JSON document, text
-    renderer taking (style, width)), print one of them, and turn errors into exit codes."""
+    renderer taking (style, width)[, exit code]), print one of them, and turn errors into
+    exit codes."""
     import os
     import shutil
 
@@ -440,6 +529,7 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, Any]]
         return 2
     progress = text.Progress(sys.stderr)
     saver = None
+    code = 0
     try:
         saver = JournalSaver(
             table,
@@ -451,7 +541,9 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, Any]]
             region_name=args.region,
             max_attempts=_BROWSE_MAX_ATTEMPTS,
         )
-        doc, render = run(saver, progress)
+        result = run(saver, progress)
+        doc, render = result[0], result[1]
+        code = result[2] if len(result) > 2 else 0
         progress.close()
         if args.json:
             _print_json(doc)
@@ -460,9 +552,9 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, Any]]
             width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
             for line in render(style, width):
                 out(line)
-    except browse.NotFoundError as e:
+    except (browse.NotFoundError, LookupError) as e:
         progress.close()
-        _err(str(e))
+        _err(str(e).strip("'\""))
         return 3
     except (browse.UsageError, InvalidKeyError) as e:
         progress.close()
@@ -492,7 +584,7 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, Any]]
     finally:
         if saver is not None:
             saver.close()
-    return 0
+    return code
 
 
 def _serde() -> Any:
@@ -550,11 +642,92 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return _browse(args, run)
 
 
+# -- export -----------------------------------------------------------------------------------
+
+
+_EXPORT_EPILOG = """\
+example:
+  checkpoint-journal export --thread customer-42 > customer-42.jsonl
+  checkpoint-journal export --since 2026-01-01 --until 2026-01-31 --format avro \\
+      --output january.avro
+
+jsonl (default): one JSON object per event, in stream order: its plain fields, its
+state, its metadata and its journal record decoded, values read with LangGraph's
+JsonPlusSerializer as `show --json` renders them. Events of a thread that delete_thread
+erased are listed with state "shredded" and no content. avro: an Avro container file of
+archive_event records with their content in clear, for fastavro, Spark or Athena.
+
+WHEN is an ISO date or date-time, UTC unless it names a zone (2026-01-31,
+2026-01-31T12:00, 2026-01-31T12:00:00+02:00); it applies to when an event entered the
+journal. --since is inclusive, --until exclusive, and a bare --until date includes that
+whole day.
+
+Connection: --table, --bucket as for the browsing commands ($CHECKPOINT_JOURNAL_TABLE,
+$CHECKPOINT_JOURNAL_BUCKET); --endpoint-url is DynamoDB's, S3 follows boto3's settings
+(AWS_ENDPOINT_URL_S3). Reads only: the archive under archive/, the threads' archive keys
+and referenced bodies in the table. The stack's AuditorPolicy is enough.
+
+The output holds in clear what the archive seals: keep it as you keep the journal.
+Damaged archive files are reported on stderr and skipped.
+
+exit status: 0 ok, 1 AWS or table error, 2 usage error, 3 thread not in the archive
+"""
+
+
+def _when(end: bool) -> Callable[[str], int]:
+    """--since / --until: epoch ms (the parser lives with export, imported when used)."""
+
+    def parse(text: str) -> int:
+        from checkpoint_journal._export import when_arg
+
+        return when_arg(end)(text)
+
+    return parse
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export the audit archive, decrypted, as JSON lines or an Avro file",
+        description="Read the archiver's Avro files (one thread, a time range, or all of\n"
+        "them), decrypt each event's content with its thread's archive key, and write\n"
+        "them out in stream order.",
+        epilog=_EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--thread", metavar="THREAD", help="one thread's events only")
+    p.add_argument("--since", metavar="WHEN", type=_when(end=False),
+                   help="events that entered the journal at or after WHEN")
+    p.add_argument("--until", metavar="WHEN", type=_when(end=True),
+                   help="events that entered the journal before WHEN")
+    p.add_argument("--format", choices=("jsonl", "avro"), default="jsonl",
+                   help="jsonl (default) or avro")
+    p.add_argument("--output", metavar="PATH",
+                   help="write to PATH (replaced only once complete) instead of stdout")
+    conn = p.add_argument_group("connection")
+    conn.add_argument("--table", help="the journal table, which holds the threads' archive "
+                      "keys (default: $CHECKPOINT_JOURNAL_TABLE)")
+    conn.add_argument("--bucket", help="the bucket of the archive "
+                      "(default: $CHECKPOINT_JOURNAL_BUCKET)")
+    conn.add_argument("--endpoint-url", metavar="URL",
+                      help="the DynamoDB endpoint (default: boto3's, e.g. "
+                      "$AWS_ENDPOINT_URL_DYNAMODB; none for AWS itself)")
+    conn.add_argument("--region", help="the AWS region (default: boto3's, e.g. $AWS_REGION)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from checkpoint_journal import _export
+
+    return _export.run(args, _err)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
 _SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_local, _add_demo, _add_rebuild, _add_threads, _add_history, _add_show, _add_diff,
+    _add_verify, _add_export,
 ]
 
 

@@ -23,6 +23,7 @@ check them rather than the wording.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -305,6 +306,11 @@ class DemoResult:
     get_state_requests: int = 0
     archive_files: int = 0
     archived_events: int = 0
+    verify_ok: bool = False
+    verify_checkpoints: int = 0
+    """Checkpoints whose chain verify checked in the table."""
+    verify_matched: int = 0
+    """Checkpoints verify found identical in the table and the archive."""
     items_by_kind: dict[str, int] = field(default_factory=dict)
     bytes_by_kind: dict[str, int] = field(default_factory=dict)
     total_items: int = 0
@@ -335,12 +341,14 @@ class _Run:
     graph: Any = None
     saver: Any = None
     config: RunnableConfig = field(default_factory=RunnableConfig)
+    chain_key: str = field(default_factory=lambda: os.urandom(32).hex())
+    """The deployment's chain key: every saver hashes with it, verify checks with it."""
 
     def new_process(self) -> None:
         """A fresh saver and a freshly compiled graph: what a restarted worker has."""
         if self.saver is not None:
             self.saver.close()
-        self.saver = self.dep.saver()
+        self.saver = self.dep.saver(chain_key=self.chain_key)
         self.graph = build_graph(self.saver, gateway=self.gateway, log=self.log)
 
     def say(self, text: str) -> dict[str, Any]:
@@ -515,14 +523,17 @@ def _step_storage(run: _Run) -> None:
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for item in _scan(run.dep):
-        kind = _KIND_NAMES.get(item.get("kind", {}).get("S", ""), "other")
+        if item["PK"]["S"].startswith("K#"):
+            kind = "archive keys"  # one per thread: delete_thread destroys it (privacy)
+        else:
+            kind = _KIND_NAMES.get(item.get("kind", {}).get("S", ""), "other")
         counts[kind] += 1
         sizes[kind] += item_size(item)  # as DynamoDB counts it (names included)
     r = run.result
     r.items_by_kind, r.bytes_by_kind = dict(counts), dict(sizes)
     r.total_items, r.total_bytes = sum(counts.values()), sum(sizes.values())
     run.out(f"  DynamoDB table {run.dep.table_name}:")
-    for kind in [*_KIND_NAMES.values(), "other"]:
+    for kind in [*_KIND_NAMES.values(), "archive keys", "other"]:
         if counts[kind] or kind in ("checkpoint events", "pending writes", "views"):
             run.out(f"    {kind:<18} {counts[kind]:>4} items {sizes[kind]:>9,} bytes")
     run.out(f"    {'total':<18} {r.total_items:>4} items {r.total_bytes:>9,} bytes")
@@ -532,7 +543,8 @@ def _step_storage(run: _Run) -> None:
 
 
 def _step_audit(run: _Run) -> None:
-    """The audit trail: the archiver's Avro files, and the thread's history as the
+    """The audit trail: the archiver's Avro files, ``checkpoint-journal verify`` proving
+    the thread intact in the table and the archive, and the thread's history as the
     ``checkpoint-journal history`` command prints it."""
     import io
 
@@ -559,7 +571,21 @@ def _step_audit(run: _Run) -> None:
     run.result.archived_events = sum(kinds.values())
     run.out(f"  s3://{run.dep.bucket}/archive/: {files} Avro file(s) holding "
             f"{kinds.get('C', 0)} checkpoint events and {kinds.get('W', 0)} writes events "
-            "of this thread")
+            "of this thread (their contents encrypted with the thread's archive key)")
+    from checkpoint_journal import _chain, _verify
+
+    report = _verify.verify(
+        run.saver._store.client, run.dep.table_name,
+        hasher=_chain.Hasher(_chain.key_bytes(run.chain_key)),
+        thread_id=run.result.thread_id, s3=run.saver._s3, bucket=run.dep.bucket,
+    )
+    run.result.verify_ok = report.ok
+    run.result.verify_checkpoints = report.counts["checkpoints chained (table)"]
+    run.result.verify_matched = report.counts["checkpoints matched table to archive"]
+    run.out(f"  $ checkpoint-journal verify --thread {run.result.thread_id} "
+            "--chain-key-file chain.key")
+    for line in _verify.text(report, text.Style(), archive=True):
+        run.out(f"  {line}")
     journal = browse.read_namespace(run.saver, run.result.thread_id, "")
     rows = browse.history(journal, JsonPlusSerializer(), limit=5)
     run.out(f"  $ checkpoint-journal history {run.result.thread_id} --limit 5")

@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_journal import _blobs, _index, _keys, errors, schemas
+from checkpoint_journal import _blobs, _chain, _index, _keys, errors, schemas
 from checkpoint_journal.saver._fold import (
     BlobRef,
     CheckpointEvent,
@@ -110,6 +110,10 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         blob_cache_bytes: memory for the bytes of recently read offloaded values
             (immutable, named by their digest), so that a value unchanged between turns
             is fetched from S3 once per process. 0 turns it off.
+        chain_key: a secret (at least 16 bytes; a str is taken as UTF-8) under which the
+            tamper-evident hashes of every event are HMAC-SHA-256 instead of SHA-256, so
+            that only its holders can make events that ``checkpoint-journal verify``
+            accepts. Give every saver of a deployment, and the auditor, the same key.
         clock: seconds since the epoch; injectable for tests.
     """
 
@@ -128,6 +132,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         max_attempts: int = 8,
         max_item_bytes: int = MAX_ITEM_BYTES,
         blob_cache_bytes: int = 64 * 1024 * 1024,
+        chain_key: bytes | str | None = None,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(serde=serde)
@@ -144,6 +149,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
                 f"max_item_bytes must be between {MIN_ITEM_BYTES} and {MAX_ITEM_BYTES}"
             )
         self.max_item_bytes = max_item_bytes
+        self._hasher = _chain.Hasher(_chain.key_bytes(chain_key))
         self.table_name = table_name
         self.bucket = bucket
         self.ttl_seconds = ttl_seconds
@@ -160,9 +166,11 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         self.region_name = self._ddb.meta.region_name
         self._store = DynamoJournalStore(self._ddb, table_name)
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="cj-io")
-        self._origins: OrderedDict[tuple[str, str, str], dict[str, tuple[Any, int]]] = (
-            OrderedDict()
-        )
+        # Per recently seen checkpoint: where each channel's value is stored (so put
+        # writes only what changed) and its chain hash (so put chains the next one).
+        self._origins: OrderedDict[
+            tuple[str, str, str], tuple[dict[str, tuple[Any, int]], str | None]
+        ] = OrderedDict()
         self._origins_lock = threading.Lock()
         self._warned_no_bucket = False
         self.blob_cache_bytes = blob_cache_bytes
@@ -235,16 +243,34 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
     def _loads(self, typed: tuple[str, bytes]) -> Any:
         return self.serde.loads_typed(typed)
 
-    def _remember(self, key: tuple[str, str, str], origins: dict[str, tuple[Any, int]]) -> None:
+    def _remember(
+        self, key: tuple[str, str, str], origins: dict[str, tuple[Any, int]], chain: str | None
+    ) -> None:
         with self._origins_lock:
-            self._origins[key] = origins
+            self._origins[key] = (origins, chain)
             self._origins.move_to_end(key)
             while len(self._origins) > _ORIGIN_CACHE_SIZE:
                 self._origins.popitem(last=False)
 
-    def _recall(self, key: tuple[str, str, str]) -> dict[str, tuple[Any, int]] | None:
+    def _recall(
+        self, key: tuple[str, str, str]
+    ) -> tuple[dict[str, tuple[Any, int]], str | None] | None:
         with self._origins_lock:
             return self._origins.get(key)
+
+    def _chain_of(self, thread_id: str, ns_name: str, cid: str) -> str | None:
+        """The chain hash of a checkpoint this saver has not seen (another worker wrote
+        it, or it left the cache): one consistent GetItem (plus chunks). None when it
+        does not exist or predates the hashes; its child then chains from zero bytes and
+        verify reports the missing parent."""
+        pk = _keys.thread_pk(thread_id)
+        item = self._store.get(pk, _keys.checkpoint_sk(ns_name, cid))
+        if item is None:
+            return None
+        fold = fold_partition(self._with_chunks(pk, [item]), now_s=0, use_views=False)
+        ns = fold.namespaces.get(ns_name)
+        event = ns.checkpoints.get(cid) if ns is not None else None
+        return event.chain_hash if event is not None else None
 
     def _forget_thread(self, thread_id: str) -> None:
         with self._origins_lock:
@@ -383,6 +409,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         self._remember(
             (thread_id, ns_name, view.checkpoint_id),
             {ch: (ver, at) for ch, (ver, _, at) in view.channels.items()},
+            view.chain_hash,
         )
         return CheckpointTuple(
             config=self._config(thread_id, ns_name, view.checkpoint_id),  # type: ignore[arg-type]
@@ -412,6 +439,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         self._remember(
             (thread_id, ns_name, event.checkpoint_id),
             {ch: (r.version, r.written_at_ms) for ch, r in resolved.items()},
+            event.chain_hash,
         )
         return CheckpointTuple(
             config=self._config(thread_id, ns_name, event.checkpoint_id),  # type: ignore[arg-type]
@@ -716,7 +744,12 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         values = checkpoint["channel_values"]
         versions = checkpoint["channel_versions"]
         to_store: dict[str, Any] = {ch: v for ch, v in new_versions.items()}
-        parent_origins = self._recall((thread_id, ns_name, parent_id)) if parent_id else None
+        parent = self._recall((thread_id, ns_name, parent_id)) if parent_id else None
+        parent_origins = parent[0] if parent is not None else None
+        if parent is not None:
+            parent_chain = parent[1]
+        else:
+            parent_chain = self._chain_of(thread_id, ns_name, parent_id) if parent_id else None
         origins: dict[str, tuple[Any, int]] = {}
         visible_until = expires_at
         for ch, ver in versions.items():
@@ -759,6 +792,8 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
             "blobs": blobs,
             "channel_versions": [{"channel": ch, "version": v} for ch, v in versions.items()],
         }
+        content = self._hasher.stamp(schemas.RECORD_CHECKPOINT, record)
+        chain = record["chain_hash"] = self._hasher.chain(parent_chain, content)
         extra = metadata_attrs(md)
         if parent_id:
             extra["parent"] = {"S": parent_id}
@@ -771,7 +806,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
             max_item_bytes=self.max_item_bytes,
         )
         self._store.append(plan)
-        self._remember((thread_id, ns_name, cid), origins)
+        self._remember((thread_id, ns_name, cid), origins, chain)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -814,6 +849,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
                 for i, (ch, v) in enumerate(writes)
             ],
         }
+        self._hasher.stamp(schemas.RECORD_WRITES, record)
         encoded = schemas.encode(schemas.RECORD_WRITES, record, compress=self.compression)
         plan = plan_items(
             pk, sk, _keys.KIND_WRITES, encoded,

@@ -95,6 +95,10 @@ class CheckpointEvent:
     """When the checkpoint stops being visible (TTL or a dependency's TTL)."""
     md: dict[str, Any] | None = None
     """The plain metadata attribute, when the event carries one."""
+    content_hash: str | None = None
+    chain_hash: str | None = None
+    """The tamper-evident hashes (``_chain``); None in events written before v2."""
+    hash_key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class ViewCheckpoint:
     """channel -> (version, value, written_at ms of the journal item holding it)."""
     writes: list[ViewWrite]
     writes_folded: int
+    chain_hash: str | None = None
+    """The checkpoint event's chain hash, copied (None before v2)."""
 
     def refs(self) -> list[BlobRef]:
         """Every offloaded value the view points to."""
@@ -237,6 +243,8 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
             key = _keys.parse_sk(item["SK"]["S"])
         except ValueError:
             continue  # view, head and index items share the partition
+        if key.kind == _keys.KIND_REMOVAL:
+            continue  # audit markers: verify reads them, the fold does not
         if key.kind == _keys.KIND_TOMBSTONE:
             deleted_at = _num(item, "written_at") or 0
             tombstones[key.checkpoint_ns] = max(tombstones.get(key.checkpoint_ns, 0), deleted_at)
@@ -292,6 +300,9 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
                     default=None,
                 ),
                 md=_plain_md(item),
+                content_hash=rec.get("content_hash"),
+                chain_hash=rec.get("chain_hash"),
+                hash_key_id=rec.get("hash_key_id"),
             )
             _add_blobs(ns, key.checkpoint_id, written_at, event.blobs)
             if visible_until is None or visible_until > now_s:
@@ -342,6 +353,7 @@ def decode_view(item: Item) -> ViewCheckpoint:
             for w in rec["writes"]
         ],
         writes_folded=rec["writes_folded"],
+        chain_hash=rec.get("chain_hash"),
     )
 
 
@@ -432,6 +444,8 @@ def survey(items: Iterable[Item], *, now_s: float) -> dict[str, Survey]:
         try:
             key = _keys.parse_sk(item["SK"]["S"])
         except ValueError:
+            continue
+        if key.kind == _keys.KIND_REMOVAL:
             continue
         sv = out.setdefault(key.checkpoint_ns, Survey())
         if key.kind == _keys.KIND_TOMBSTONE:

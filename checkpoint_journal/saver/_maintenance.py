@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from checkpoint_journal import _keys, schemas
+from checkpoint_journal import _chain, _keys, schemas
 from checkpoint_journal.saver._fold import BlobRef, Fold, value_record
 from checkpoint_journal.saver._items import metadata_attrs, plan_items, uniq
 from checkpoint_journal.saver._store import DynamoJournalStore
 
 # Tombstones outlive the stream's 24-hour retention and Lambda's retries with margin.
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+# Checkpoints listed per removal marker: ~140 bytes each, well inside one item.
+REMOVED_PER_MARKER = 1000
 
 
 class _Core(Protocol):
@@ -29,6 +31,7 @@ class _Core(Protocol):
     _pool: ThreadPoolExecutor
     compression: bool
     max_item_bytes: int
+    _hasher: _chain.Hasher
 
     def _now(self) -> float: ...
     def _expires_at(self, now: float) -> int | None: ...
@@ -60,6 +63,11 @@ class Maintenance:
             )
         tomb = {_keys.tombstone_sk(ns) for ns in namespaces}
         self._store.delete_keys([(p, s) for p, s in keys if s not in tomb])
+        # Crypto-shredding: the thread's archived events become unreadable. After the
+        # journal items, never before (the archiver's race rule, see _shred).
+        from checkpoint_journal._shred import DynamoKeyStore
+
+        DynamoKeyStore(self._store.client, self._store.table).delete(thread_id)
         self._forget_thread(thread_id)
 
     def delete_for_runs(self: _Core, run_ids: Sequence[str]) -> None:
@@ -130,14 +138,40 @@ class Maintenance:
                 "thread_id": thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
                 "written_at": now_ms, "blobs": carried,
             }
+            self._hasher.stamp(schemas.RECORD_BLOBS, record)
             encoded = schemas.encode(schemas.RECORD_BLOBS, record, compress=self.compression)
             plans.append(plan_items(
                 pk, _keys.blobs_sk(ns_name, cid, uniq(now_ms)), _keys.KIND_BLOBS, encoded,
                 written_at_ms=now_ms, expires_at=self._expires_at(now),
                 max_item_bytes=self.max_item_bytes,
             ))
-        # Carried values first, deletes after: a crash in between leaves duplicates, never
-        # a checkpoint without its values.
+        # Removal markers: what goes, with its chain hash, so verify can tell this
+        # removal from an item that went missing and still check what remains.
+        reason = "prune" if remove is None else "delete_for_runs"
+        for ns_name, ns in sorted(fold.namespaces.items()):
+            gone = [
+                {"checkpoint_id": cid, "parent_checkpoint_id": ev.parent_checkpoint_id,
+                 "chain_hash": ev.chain_hash}
+                for cid, ev in sorted(ns.checkpoints.items()) if doomed(ns_name, cid)
+            ]
+            # ~150 bytes per entry before compression: a marker never needs chunks.
+            per_marker = max(1, min(REMOVED_PER_MARKER, (self.max_item_bytes - 8192) // 200))
+            for i in range(0, len(gone), per_marker):
+                marker = {
+                    "thread_id": thread_id, "checkpoint_ns": ns_name, "written_at": now_ms,
+                    "reason": reason, "removed": gone[i:i + per_marker],
+                }
+                self._hasher.stamp(schemas.RECORD_REMOVAL, marker)
+                encoded = schemas.encode(
+                    schemas.RECORD_REMOVAL, marker, compress=self.compression
+                )
+                plans.append(plan_items(
+                    pk, _keys.removal_sk(ns_name, uniq(now_ms)), _keys.KIND_REMOVAL, encoded,
+                    written_at_ms=now_ms, expires_at=self._expires_at(now),
+                    max_item_bytes=self.max_item_bytes,
+                ))
+        # Carried values and markers first, deletes after: a crash in between leaves
+        # duplicates, never a checkpoint without its values.
         for f in [self._pool.submit(self._store.append, p) for p in plans]:
             f.result()
         victims = [
@@ -158,7 +192,10 @@ class Maintenance:
         plans = []
         for ns_name, ns in fold.namespaces.items():
             copied = set(ns.checkpoints)
-            for cid, event in ns.checkpoints.items():
+            chains: dict[str, str] = {}
+            # In id order (uuid6: a parent sorts before its children), so each copy
+            # chains to its parent's copy.
+            for cid, event in sorted(ns.checkpoints.items()):
                 checkpoint = self._loads(event.checkpoint)
                 blobs = dict(event.blobs)
                 for ch, r in ns.resolve(event, checkpoint["channel_versions"]).items():
@@ -182,6 +219,10 @@ class Maintenance:
                         for ch, v in checkpoint["channel_versions"].items()
                     ],
                 }
+                content = self._hasher.stamp(schemas.RECORD_CHECKPOINT, record)
+                chains[cid] = record["chain_hash"] = self._hasher.chain(
+                    chains.get(event.parent_checkpoint_id or ""), content
+                )
                 extra = metadata_attrs(self._loads(event.metadata))
                 if event.parent_checkpoint_id:
                     extra["parent"] = {"S": event.parent_checkpoint_id}
@@ -203,6 +244,7 @@ class Maintenance:
                         "checkpoint_id": cid, "task_id": task_id, "task_path": task_path,
                         "written_at": now_ms, "writes": ws,
                     }
+                    self._hasher.stamp(schemas.RECORD_WRITES, record)
                     encoded = schemas.encode(schemas.RECORD_WRITES, record, compress=self.compression)
                     plans.append(plan_items(
                         pk, _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms)),

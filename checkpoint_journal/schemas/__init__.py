@@ -41,6 +41,7 @@ RECORD_CHECKPOINT = "checkpoint_event"
 RECORD_WRITES = "writes_event"
 RECORD_BLOBS = "blobs_event"
 RECORD_VIEW = "view_checkpoint"
+RECORD_REMOVAL = "removal_event"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,15 @@ def current(record: str) -> SchemaInfo:
     if not candidates:
         raise KeyError(f"no schema for record type {record!r}")
     return max(candidates, key=lambda s: s.version)
+
+
+@cache
+def version(record: str, number: int) -> SchemaInfo:
+    """One given version of a record type's schema."""
+    for s in registry().values():
+        if s.record == record and s.version == number:
+            return s
+    raise KeyError(f"no schema {record}.v{number}")
 
 
 def squeeze(raw: bytes) -> tuple[bytes, str]:

@@ -26,6 +26,13 @@ Layout (DESIGN §1: the audit trail; §4: one format from the table to the archi
   file's metadata carries those writer schemas too, for readers without this package. A
   body above the inline limit, or stored as chunks (the table's commit item has only
   ``chunks`` and ``digest``), is referenced by table key, digest and size instead.
+- Content is sealed (``schemas/archive_event.v2.avsc``, ``_shred``): an inline body and
+  the metadata JSON are encrypted with AES-256-GCM under the thread's archive key, which
+  ``delete_thread`` destroys (crypto-shredding). Everything else stays plain, for
+  filtering (Athena, Spark) and for checking the chain's shape without keys. The keys
+  (and, after creating one, whether the thread's events still exist: the race rule of
+  ``_shred``) are all the archiver reads from the table (``Archiver.seal``); building and
+  sealing the records is pure.
 """
 
 from __future__ import annotations
@@ -37,13 +44,13 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import botocore.exceptions
 import fastavro
 
-from checkpoint_journal import _keys, schemas
+from checkpoint_journal import _keys, _shred, schemas
 from checkpoint_journal._index import canonical
 from checkpoint_journal.errors import (
     AccessDeniedError,
@@ -81,15 +88,22 @@ STREAM_METADATA_KEY = "checkpoint_journal.stream_arn"
 
 # Journal items the archive keeps. Views, heads and index entries are the projector's
 # (derived, rebuildable); chunks are parts of a record that its commit item stands for.
+# Removal markers (R) say what a prune or delete_for_runs took away, so that the archive
+# tells a legitimate removal from a loss.
 ARCHIVED_KINDS = frozenset(
-    {_keys.KIND_CHECKPOINT, _keys.KIND_WRITES, _keys.KIND_BLOBS, _keys.KIND_TOMBSTONE}
+    {_keys.KIND_CHECKPOINT, _keys.KIND_WRITES, _keys.KIND_BLOBS, _keys.KIND_TOMBSTONE,
+     _keys.KIND_REMOVAL}
 )
+# The names of the sealed fields, in the AAD (see _shred.aad).
+SEALED_BODY = "body"
+SEALED_METADATA = "metadata_json"
 # Journal items are insert-only (I1); MODIFY shows when a later delete_thread writes a
 # namespace's tombstone again, or if I1 were ever broken, which an audit trail must show.
 ARCHIVED_EVENTS = frozenset({"INSERT", "MODIFY"})
 
 ArchiveRecord = dict[str, Any]
-"""One ``archive_event`` record, as fastavro writes it."""
+"""One ``archive_event`` record, as fastavro writes it (``archive_record`` makes it with
+its content in clear; ``seal_record`` seals it)."""
 
 
 # -- one stream record -> one archive record (pure) ---------------------------------------
@@ -99,6 +113,7 @@ def archive_record(
     record: Mapping[str, Any], *, inline_limit: int = DEFAULT_INLINE_LIMIT_BYTES
 ) -> ArchiveRecord | None:
     """The archive record for a Lambda DynamoDB-stream record, or None to leave it out.
+    Its content (``body``, ``metadata_json``) is still in clear: see ``seal_record``.
 
     Left out: removals (TTL expiry, deletes: a deletion is archived as its tombstone),
     items that are not journal events (views, heads, index entries, chunks), and items
@@ -140,7 +155,43 @@ def archive_record(
         "source": _str_or_none((md or {}).get("source")),
         "step": _int_or_none((md or {}).get("step")),
         "metadata_json": canonical_json(md) if md is not None else None,
+        "key_id": None,
+        "metadata_sealed": None,
+        "expires_at": _number(image.get("expires_at")),
     }
+
+
+def is_ref(body: Any) -> TypeGuard[dict[str, Any]]:
+    """A BodyRef (as fastavro reads and writes it: a dict with a digest)."""
+    return isinstance(body, dict) and "digest" in body
+
+
+def needs_key(record: ArchiveRecord) -> bool:
+    """Whether a clear archive record has content to seal: an inline body or metadata."""
+    return isinstance(record["body"], bytes) or record["metadata_json"] is not None
+
+
+def seal_record(record: ArchiveRecord, key: _shred.ThreadKey | None) -> ArchiveRecord:
+    """The record with its content sealed under ``key``; with None, its content withheld
+    (key id ``withheld``: the race rule of ``_shred``). A record without content (a
+    tombstone, or a referenced body without metadata) is returned as it is."""
+    if not needs_key(record):
+        return record
+    out = dict(record, metadata_json=None, metadata_sealed=None)
+    if key is None:
+        out["key_id"] = _shred.WITHHELD_KEY_ID
+        if isinstance(record["body"], bytes):
+            out["body"] = None
+        return out
+    pk, sk = record["pk"], record["sk"]
+    out["key_id"] = key.key_id
+    if isinstance(record["body"], bytes):
+        out["body"] = _shred.seal(key, record["body"], pk=pk, sk=sk,
+                                  field_name=SEALED_BODY).record()
+    if record["metadata_json"] is not None:
+        out["metadata_sealed"] = _shred.seal(key, record["metadata_json"].encode(), pk=pk,
+                                             sk=sk, field_name=SEALED_METADATA).record()
+    return out
 
 
 def _body(image: Mapping[str, Any], inline_limit: int, seq: str) -> bytes | dict[str, Any] | None:
@@ -262,7 +313,7 @@ class ArchiveFile:
     @property
     def referenced(self) -> int:
         """Records whose body is referenced rather than copied."""
-        return sum(1 for r in self.records if isinstance(r["body"], dict))
+        return sum(1 for r in self.records if is_ref(r["body"]))
 
 
 def object_key(records: Sequence[Mapping[str, Any]]) -> str:
@@ -330,7 +381,7 @@ def read_container(body: bytes) -> list[ArchiveRecord]:
     return list(fastavro.reader(io.BytesIO(body)))  # type: ignore[arg-type]
 
 
-# -- the one I/O step ------------------------------------------------------------------------
+# -- the I/O: keys, then one PutObject ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -342,27 +393,98 @@ class Written:
     referenced: int
     skipped: int
     bytes: int
+    withheld: int = 0
+    """Records archived without their content: their items were deleted before the
+    batch was archived, and their thread had no key left (the race rule of ``_shred``)."""
+    keys_created: int = 0
+    """Thread keys this batch created and kept."""
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    records: list[ArchiveRecord]
+    withheld: int
+    keys_created: int
 
 
 @dataclass
 class Archiver:
-    """Writes each batch of journal stream records as one archive file."""
+    """Writes each batch of journal stream records as one archive file, its content
+    sealed under each thread's archive key."""
 
     s3: S3Client
     bucket: str
+    keys: _shred.ArchiveKeyStore
     inline_limit: int = DEFAULT_INLINE_LIMIT_BYTES
+    cache: _shred.KeyCache = field(default_factory=_shred.KeyCache)
+
+    def seal(self, records: Sequence[ArchiveRecord]) -> SealedBatch:
+        """The records sealed, each under its thread's key: cached, read, or created.
+
+        The race rule (``_shred``): a thread whose key this batch had to create may have
+        been deleted already. Its events that no longer exist in the table are archived
+        with their content withheld, and if none exists the new key is deleted again.
+        """
+        for thread in {r["thread_id"] for r in records if r["kind"] == _keys.KIND_TOMBSTONE}:
+            # Its key is being destroyed: never seal a later incarnation under it.
+            self.cache.evict(thread)
+        threads = sorted({r["thread_id"] for r in records if needs_key(r)})
+        keys: dict[str, _shred.ThreadKey] = {}
+        for thread in threads:
+            if (cached := self.cache.get(thread)) is not None:
+                keys[thread] = cached
+        missing = [t for t in threads if t not in keys]
+        found = self.keys.get_many(missing) if missing else {}
+        created: set[str] = set()
+        for thread in missing:
+            if thread in found:
+                keys[thread] = found[thread]
+                self.cache.put(found[thread])
+                continue
+            key, new = self.keys.create(thread)
+            keys[thread] = key
+            if new:
+                created.add(thread)
+            else:
+                self.cache.put(key)
+
+        withheld: set[tuple[str, str]] = set()
+        if created:
+            events = {t: [(r["pk"], r["sk"]) for r in records
+                          if r["thread_id"] == t and needs_key(r)] for t in created}
+            exist = self.keys.existing([e for mine in events.values() for e in mine])
+            for thread in sorted(created):
+                mine = events[thread]
+                gone = {e for e in mine if e not in exist}
+                withheld |= gone
+                if not exist.intersection(mine):
+                    # Deleted before we came: the key must not outlive the thread.
+                    self.keys.delete(thread, key_id=keys.pop(thread).key_id)
+                    created.discard(thread)
+                else:
+                    self.cache.put(keys[thread])
+
+        out = [
+            seal_record(r, None if (r["pk"], r["sk"]) in withheld
+                        else keys.get(r["thread_id"]))
+            for r in records
+        ]
+        count = sum(1 for r in out if r.get("key_id") == _shred.WITHHELD_KEY_ID)
+        return SealedBatch(out, count, len(created))
 
     def archive(self, records: Sequence[Mapping[str, Any]]) -> Written:
         """Archive a batch whole, or raise (and write nothing).
 
         Raises:
             CorruptRecordError: a record cannot be archived faithfully.
-            BucketNotFoundError, AccessDeniedError, TransientError: S3 refused the file.
+            BucketNotFoundError, AccessDeniedError, TransientError: S3 refused the file,
+                or the table the keys.
         """
         planned = plan_file(records, inline_limit=self.inline_limit)
         if planned.key is None:
             return Written(None, 0, 0, planned.skipped, 0)
-        body = container(planned.records, key=planned.key, stream_arn=planned.stream_arn)
+        sealed = self.seal(planned.records)
+        body = container(sealed.records, key=planned.key, stream_arn=planned.stream_arn)
         try:
             # One PutObject: the file exists whole or not at all, and the same batch
             # always makes the same key and bytes, so a retry overwrites.
@@ -379,7 +501,7 @@ class Archiver:
                 f"batch: {e}. Lambda retries the batch."
             ) from e
         return Written(planned.key, len(planned.records), planned.referenced,
-                       planned.skipped, len(body))
+                       planned.skipped, len(body), sealed.withheld, sealed.keys_created)
 
 
 def _translate(e: botocore.exceptions.ClientError, bucket: str) -> Exception:

@@ -114,6 +114,7 @@ def build_view(
                 for w, v in writes
             ],
             "writes_folded": ns.writes_events.get(cid, 0),
+            "chain_hash": event.chain_hash,
         }
         enc = schemas.encode(schemas.RECORD_VIEW, record, compress=True)
         item: Item = {

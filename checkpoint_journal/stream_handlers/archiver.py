@@ -8,11 +8,14 @@ then retries the batch, bisecting it on each failure, and after MaximumRetryAtte
 sends its description to the function's failure queue. The object key is a function of
 the batch, so a retry overwrites what an earlier attempt may have written.
 
-Environment: ``BUCKET_NAME``, ``ARCHIVE_INLINE_LIMIT_BYTES`` (bodies above it are
-referenced, not copied) and boto3's usual variables (``AWS_ENDPOINT_URL_S3`` points it
-at a local deployment). It reads nothing from the table: the stream records carry every
-archived field. Logs carry counts, sizes, sequence numbers and object keys, never
-payloads, thread ids or metadata.
+Environment: ``BUCKET_NAME``, ``TABLE_NAME`` (the journal table, which holds the
+threads' archive keys), ``ARCHIVE_INLINE_LIMIT_BYTES`` (bodies above it are referenced,
+not copied) and boto3's usual variables (``AWS_ENDPOINT_URL_S3`` and
+``AWS_ENDPOINT_URL_DYNAMODB`` point it at a local deployment). The stream records carry
+every archived field; from the table it reads, creates and deletes archive keys (``K#``
+items) and checks that journal events still exist (keys only), as ``_shred`` explains.
+The archive keys are cached per warm container (``_shred.KeyCache``). Logs carry counts,
+sizes, sequence numbers and object keys, never payloads, keys, thread ids or metadata.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
+from checkpoint_journal._shred import DynamoKeyStore
 from checkpoint_journal.errors import JournalError
 from checkpoint_journal.stream_handlers._lambda import observability
 from checkpoint_journal.stream_handlers._lambda import session as lambda_session
@@ -44,12 +48,19 @@ def make_archiver(env: Mapping[str, str]) -> Archiver:
     bucket = env.get("BUCKET_NAME")
     if not bucket:
         raise RuntimeError("BUCKET_NAME is not set: the archiver writes to the blob bucket")
+    table = env.get("TABLE_NAME")
+    if not table:
+        # Never archive in clear for want of a setting: delete_thread could not erase it.
+        raise RuntimeError("TABLE_NAME is not set: the archiver keeps the threads' archive "
+                           "keys in the journal table")
     session = lambda_session(env)
     # A few quick retries inside the invocation; past them Lambda retries the batch.
     config = Config(retries={"mode": "standard", "total_max_attempts": 4})
     s3 = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None, config=config)
+    ddb = session.client("dynamodb", endpoint_url=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
+                         config=config)
     return Archiver(
-        s3=s3, bucket=bucket,
+        s3=s3, bucket=bucket, keys=DynamoKeyStore(ddb, table),
         inline_limit=int(env.get("ARCHIVE_INLINE_LIMIT_BYTES") or DEFAULT_INLINE_LIMIT_BYTES),
     )
 
@@ -85,17 +96,23 @@ def make_handler(env: Mapping[str, str], archiver: Archiver | None = None) -> Ha
         logger.info(
             "batch archived",
             extra={**where, "archived": written.archived, "referenced": written.referenced,
-                   "skipped": written.skipped, "bytes": written.bytes, "key": written.key,
+                   "skipped": written.skipped, "withheld": written.withheld,
+                   "keys_created": written.keys_created, "bytes": written.bytes,
+                   "key": written.key,
                    "ms": round((time.monotonic() - started) * 1000, 1)},
         )
         metrics.add_metric("RecordsArchived", MetricUnit.Count, written.archived)
         metrics.add_metric("RecordsReferenced", MetricUnit.Count, written.referenced)
         metrics.add_metric("RecordsSkipped", MetricUnit.Count, written.skipped)
+        # Events of threads deleted before their batch was archived (content left out).
+        metrics.add_metric("RecordsWithheld", MetricUnit.Count, written.withheld)
+        metrics.add_metric("ArchiveKeysCreated", MetricUnit.Count, written.keys_created)
         metrics.add_metric("ArchiveFiles", MetricUnit.Count, 1 if written.key else 0)
         metrics.add_metric("ArchiveBytes", MetricUnit.Bytes, written.bytes)
         obs.publish()
         # Lambda ignores the answer of a mapping without ReportBatchItemFailures.
-        return {"key": written.key, "archived": written.archived, "skipped": written.skipped}
+        return {"key": written.key, "archived": written.archived, "skipped": written.skipped,
+                "withheld": written.withheld}
 
     return handle
 

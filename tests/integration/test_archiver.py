@@ -3,7 +3,8 @@
 Runs on both backends (the session's shared deployments). A spy around the real handler
 (``set_handler_wrapper``) records the batches the runner delivers and the object keys the
 handler reports, so each test reads exactly the files its own writes produced; the files
-themselves are read back with plain fastavro.
+themselves are read back with plain fastavro (their plain fields) and with the archive
+reader (``_archive_read``: their sealed content, opened with the thread's key).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import fastavro
 import pytest
 from botocore.config import Config
 
-from checkpoint_journal import _keys, schemas
+from checkpoint_journal import _archive_read, _keys, _shred, schemas
 from checkpoint_journal.errors import BucketNotFoundError, TransientError
 from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers._archiver import Archiver
@@ -79,6 +80,27 @@ def archived(dep: LocalDeployment, keys: list[str]) -> dict[str, list[dict[str, 
     return out
 
 
+def opened(dep: LocalDeployment, keys: list[str]) -> dict[tuple[str, str], _archive_read.ArchivedEvent]:
+    """The events of these files by table key, their content opened (the archive reader,
+    with the table's archive keys)."""
+    s3 = dep.client("s3")
+    content = _archive_read._Content(dep.client("dynamodb"), dep.table_name)
+    out = {}
+    try:
+        for key in keys:
+            body = s3.get_object(Bucket=dep.bucket, Key=key)["Body"].read()
+            for position, raw in _archive_read.read_container(body, key, _fail):
+                ev = _archive_read.resolve(key, position, raw, content)
+                out[(ev.pk, ev.sk)] = ev
+    finally:
+        content.close()
+    return out
+
+
+def _fail(damage: _archive_read.ArchiveDamage) -> None:
+    raise AssertionError(f"damaged archive: {damage}")
+
+
 def journal_items(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
     ddb = dep.client("dynamodb")
     kw: dict[str, Any] = {
@@ -116,6 +138,7 @@ def test_the_deployment_runs_both_consumers_and_drains_both(deployment: LocalDep
     assert status["ArchiverFunction/Journal"].stream_arn == status["ProjectorFunction/Journal"].stream_arn
     (source,) = [s for s in deployment.stream_sources if s.function == FUNCTION]
     assert source.environment["BUCKET_NAME"] == deployment.bucket
+    assert source.environment["TABLE_NAME"] == deployment.table_name
     assert source.on_failure == "ArchiverFailureQueue" and source.on_failure in deployment.queues
     # The template's 60 s window holds records back; drain closes it early.
     assert source.maximum_batching_window_in_seconds == 60
@@ -157,8 +180,12 @@ def test_a_graph_run_is_archived_once_per_journal_event(deployment: LocalDeploym
         assert m[1] == created.date().isoformat()
 
     mine = [r for records in files.values() for r in records if r["thread_id"] == thread]
+    events = opened(deployment, spy.keys)
     table = {(i["PK"]["S"], i["SK"]["S"]): i for i in journal_items(deployment, thread)
              if i["kind"]["S"] in ("C", "W")}
+    key_item = _shred.DynamoKeyStore(deployment.client("dynamodb"),
+                                     deployment.table_name).get(thread)
+    assert key_item is not None
     assert len(table) >= 3 * 3  # three turns: checkpoints and writes
     # Exactly one archive record per journal event of the run, none for anything else.
     assert sorted((r["pk"], r["sk"]) for r in mine) == sorted(table)
@@ -174,14 +201,18 @@ def test_a_graph_run_is_archived_once_per_journal_event(deployment: LocalDeploym
         # DynamoDB rounds it down to the second, DynamoDB Local to the minute.
         assert started - dt.timedelta(seconds=61) <= r["approximate_creation_time"] <= finished
         assert (r["fingerprint"], r["codec"]) == (item["fp"]["S"], item["codec"]["S"])
-        # Small bodies travel whole, byte for byte, and decode with the journal's codec.
-        assert r["body"] == item["body"]["B"]
-        decoded = schemas.decode(RECORD_OF_KIND[r["kind"]], r["body"], r["fingerprint"], r["codec"])
+        # Small bodies travel whole, sealed under the thread's key (only plain fields are
+        # in clear); opened, they are the journal's bytes and decode with its codec.
+        assert set(r["body"]) == {"nonce", "ciphertext"} and r["metadata_json"] is None
+        assert r["key_id"] == key_item.key_id
+        ev = events[(r["pk"], r["sk"])]
+        assert ev.state == "inline" and ev.body == item["body"]["B"]
+        decoded = schemas.decode(RECORD_OF_KIND[r["kind"]], ev.body, r["fingerprint"], r["codec"])
         assert (decoded["thread_id"], decoded["checkpoint_id"]) == (thread, r["checkpoint_id"])
         if r["kind"] == "W":
             assert r["task_id"] == decoded["task_id"]
         if r["kind"] == "C":
-            md = json.loads(r["metadata_json"])
+            md = json.loads(ev.metadata_json or "")
             assert md["source"] == r["source"] and md["step"] == r["step"]
             assert r["source"] in ("input", "loop")
     assert sorted(r["step"] for r in mine if r["kind"] == "C") == sorted(
@@ -197,6 +228,7 @@ def test_a_chunked_record_is_archived_by_reference(deployment: LocalDeployment) 
                                  {"configurable": {"thread_id": thread}})
     mine = [r for records in archived(deployment, spy.keys).values() for r in records
             if r["thread_id"] == thread]
+    events = opened(deployment, spy.keys)
     items = journal_items(deployment, thread)
     commits = {(i["PK"]["S"], i["SK"]["S"]): i for i in items if "chunks" in i}
     assert commits, "nothing was chunked: the test no longer covers references"
@@ -206,6 +238,11 @@ def test_a_chunked_record_is_archived_by_reference(deployment: LocalDeployment) 
         assert ref == {"digest": commit["digest"]["S"], "size": None,
                        "chunks": int(commit["chunks"]["N"])}
         assert by_key[key]["fingerprint"] == commit["fp"]["S"]
+        # The reader fetches it from the table (chunks) and checks it against the digest.
+        chunks = {i["SK"]["S"]: i for i in items}
+        whole = b"".join(chunks[_keys.chunk_sk(key[1], n)]["body"]["B"]
+                         for n in range(int(commit["chunks"]["N"])))
+        assert events[key].state == "referenced" and events[key].body == whole
     # Chunks are not events. The other bodies travel inline up to the limit (64 KiB).
     assert not any(r["sk"].startswith("P#") for r in mine)
     limit = int(function_env(deployment)["ARCHIVE_INLINE_LIMIT_BYTES"])
@@ -214,8 +251,11 @@ def test_a_chunked_record_is_archived_by_reference(deployment: LocalDeployment) 
         if key in commits or i["kind"]["S"] not in ("C", "W"):
             continue
         body = i["body"]["B"]
-        assert by_key[key]["body"] == (body if len(body) <= limit else {
-            "digest": hashlib.sha256(body).hexdigest(), "size": len(body), "chunks": 0})
+        if len(body) <= limit:
+            assert events[key].state == "inline" and events[key].body == body
+        else:
+            assert by_key[key]["body"] == {
+                "digest": hashlib.sha256(body).hexdigest(), "size": len(body), "chunks": 0}
     assert len(mine) == sum(1 for i in items if i["kind"]["S"] in ("C", "W"))
 
 
@@ -254,8 +294,9 @@ def test_s3_unavailable_fails_the_whole_batch_and_leaves_nothing(
         "s3", endpoint_url="http://127.0.0.1:9",
         config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
     )
+    keys = _shred.DynamoKeyStore(deployment.client("dynamodb"), deployment.table_name)
     with pytest.raises(TransientError):
-        make_handler(env, Archiver(s3=dead, bucket=deployment.bucket))(event, None)
+        make_handler(env, Archiver(s3=dead, bucket=deployment.bucket, keys=keys))(event, None)
     assert archive_keys(deployment) == before
     # Once S3 is back, the retry writes the file the first attempt would have written.
     assert make_handler(env)(event, None)["key"] in spy.keys
@@ -272,9 +313,28 @@ def test_delete_thread_is_archived_as_its_tombstone(deployment: LocalDeployment)
     assert (tomb["checkpoint_ns"], tomb["checkpoint_id"], tomb["body"]) == ("", None, None)
     assert tomb["event_name"] == "INSERT" and tomb["written_at"] is not None
     # The deletes themselves (REMOVE records) are not events of the archive; what was
-    # archived before stays: the archive is append-only (erasing a thread from it is a
-    # separate operation).
+    # archived before stays (the archive is append-only), its content shredded (the
+    # thread's key is gone: tests/integration/test_privacy.py).
     assert {r["kind"] for r in mine} == {"C", "W", "X"}
     # Stream order: the tombstone after every event it hides.
     assert max(int(r["sequence_number"]) for r in mine if r["kind"] != "X") < int(
         tomb["sequence_number"])
+
+
+def test_a_prune_is_archived_as_its_removal_marker(deployment: LocalDeployment) -> None:
+    thread = f"arc-prune-{uuid.uuid4()}"
+    cfg = {"configurable": {"thread_id": thread}}
+    with spying(deployment) as spy, deployment.saver() as saver:
+        graph = build_chat(saver)
+        for turn in ("a", "b"):
+            graph.invoke({"messages": [turn]}, cfg)
+        ids = [s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(cfg)]
+        saver.prune([thread], strategy="keep_latest")
+    events = [e for e in opened(deployment, spy.keys).values() if e.thread_id == thread]
+    (marker,) = [e for e in events if e.kind == _keys.KIND_REMOVAL]
+    # Sealed like the other events, and opened with the thread's key.
+    assert marker.state == "inline" and marker.key_id is not None
+    assert (marker.checkpoint_ns, marker.checkpoint_id) == ("", None)
+    record = marker.record()
+    assert record is not None and record["reason"] == "prune"
+    assert sorted(r["checkpoint_id"] for r in record["removed"]) == sorted(ids[1:])

@@ -22,9 +22,10 @@ from checkpoint_journal import JournalSaver
 from checkpoint_journal.cli import build_parser, main
 from checkpoint_journal.demo import DemoResult, run_demo
 
-SUBCOMMANDS = ["local", "demo", "rebuild", "threads", "history", "show", "diff"]
+SUBCOMMANDS = ["local", "demo", "rebuild", "threads", "history", "show", "diff", "verify",
+               "export"]
 # rebuild: tests/integration/test_projector.py; threads, history, show, diff:
-# tests/integration/test_cli_browse.py
+# tests/integration/test_cli_browse.py; verify: test_verify.py; export: test_export.py
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -87,7 +88,16 @@ def test_demo_fork_and_storage(demo: tuple[DemoResult, list[str]]) -> None:
     assert result.archive_files >= 1
     assert result.archived_events == (
         result.items_by_kind["checkpoint events"] + result.items_by_kind["pending writes"])
-    assert any(line.strip().startswith("$ checkpoint-journal history") for line in lines)
+    assert result.items_by_kind["archive keys"] == 1  # the thread's, for crypto-shredding
+    # verify proved every checkpoint intact in the table and identical in the archive.
+    assert result.verify_ok
+    assert result.verify_checkpoints == result.items_by_kind["checkpoint events"]
+    assert result.verify_matched == result.verify_checkpoints
+    audit = lines[lines.index("== 6. The audit trail"):]
+    verify_at = next(i for i, line in enumerate(audit) if "$ checkpoint-journal verify" in line)
+    history_at = next(i for i, line in enumerate(audit) if "$ checkpoint-journal history" in line)
+    assert verify_at < history_at
+    assert any("intact: every hash recomputes" in line for line in audit[verify_at:history_at])
     assert result.elapsed_seconds < 30
     assert lines[-1].startswith("Demo finished in ")
 

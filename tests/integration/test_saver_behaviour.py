@@ -14,7 +14,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from checkpoint_journal import JournalSaver, errors
+from checkpoint_journal import JournalSaver, errors, schemas
 from checkpoint_journal._keys import thread_pk
 from checkpoint_journal.local import LocalDeployment
 
@@ -73,14 +73,22 @@ def _two_step_thread(saver: JournalSaver, thread: str) -> tuple[dict[str, Any], 
 def test_prune_keep_latest_carries_values_from_deleted_events(deployment: LocalDeployment) -> None:
     thread = f"prune-{uuid.uuid4()}"
     with deployment.saver() as saver:
-        _, second = _two_step_thread(saver, thread)
+        first, second = _two_step_thread(saver, thread)
         saver.prune([thread])
         tup = saver.get_tuple(_cfg(thread))
         assert tup is not None and tup.config == second
         assert tup.checkpoint["channel_values"] == {"a": "a2", "b": "big-b"}
         assert [t.config for t in saver.list(_cfg(thread))] == [second]
-        kinds = sorted(i["kind"]["S"] for i in _journal_items(deployment, thread))
-        assert kinds == ["B", "C"]
+        items = _journal_items(deployment, thread)
+        assert sorted(i["kind"]["S"] for i in items) == ["B", "C", "R"]
+        # The removal marker names what the prune took, with its chain hash (verify).
+        (marker,) = [i for i in items if i["kind"]["S"] == "R"]
+        rec = schemas.decode(schemas.RECORD_REMOVAL, marker["body"]["B"], marker["fp"]["S"],
+                             marker["codec"]["S"])
+        assert rec["reason"] == "prune"
+        assert [r["checkpoint_id"] for r in rec["removed"]] == [
+            first["configurable"]["checkpoint_id"]]
+        assert rec["removed"][0]["chain_hash"] is not None
 
 
 def test_delete_for_runs_keeps_later_checkpoints_complete(deployment: LocalDeployment) -> None:

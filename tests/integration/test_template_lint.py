@@ -173,6 +173,7 @@ def test_sam_transform_runs_offline_and_keeps_every_resource(transformed: dict[s
         "BucketName",
         "BucketArn",
         "AgentPolicyArn",
+        "AuditorPolicyArn",
         "ProjectorFunctionName",
         "ProjectorFunctionArn",
         "ProjectorLogGroupName",
@@ -241,6 +242,14 @@ BLOBS = {"Fn::Sub": "${BlobBucket.Arn}/blobs/*"}
 FAILURE_QUEUE = {"Fn::GetAtt": ["ProjectorFailureQueue", "Arn"]}
 PROJECTOR_LOGS = {"Fn::GetAtt": ["ProjectorLogGroup", "Arn"]}
 ARCHIVE = {"Fn::Sub": "${BlobBucket.Arn}/archive/*"}
+# The archiver's two table grants: its archive keys (K# partitions only), and whether
+# journal events exist (T# partitions, keys only).
+KEY_ITEMS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["K#*"]}}
+EVENT_KEYS_ONLY = {
+    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["T#*"]},
+    "ForAllValues:StringEquals": {"dynamodb:Attributes": ["PK", "SK"]},
+    "StringEqualsIfExists": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+}
 ARCHIVER_FAILURE_QUEUE = {"Fn::GetAtt": ["ArchiverFailureQueue", "Arn"]}
 ARCHIVER_LOGS = {"Fn::GetAtt": ["ArchiverLogGroup", "Arn"]}
 
@@ -279,6 +288,7 @@ def _grants(statements: list[dict[str, Any]], problems: list[str]) -> Grants:
 
 
 def _forbidden_for_everyone(grants: Grants, problems: list[str]) -> None:
+    """For every role that runs in production paths (agent, projector, archiver)."""
     actions = {a.lower() for granted in grants.values() for a in granted}
     # DESIGN I7: cross-thread listing goes through the projector's indexes, never a Scan.
     if "dynamodb:scan" in actions:
@@ -325,6 +335,69 @@ def _agent_policy_problems(transformed: dict[str, Any]) -> list[str]:
 
 def test_agent_policy_is_least_privilege(transformed: dict[str, Any]) -> None:
     assert _agent_policy_problems(transformed) == []
+
+
+ARCHIVE_OBJECTS = {"Fn::Sub": "${BlobBucket.Arn}/archive/*"}
+AUDITOR_GRANTS: Grants = {
+    (_key(TABLE), _key(None)): {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",  # verify enumerates threads from the table, not from an index
+        "dynamodb:DescribeTable",
+    },
+    (_key(TABLE_INDEXES), _key(None)): {"dynamodb:Query"},
+    (_key(ARCHIVE_OBJECTS), _key(None)): {"s3:GetObject"},
+    (_key(BLOBS), _key(None)): {"s3:GetObject"},
+    (_key(BUCKET), _key(None)): {"s3:ListBucket"},
+}
+_READ_ONLY = {"dynamodb:getitem", "dynamodb:batchgetitem", "dynamodb:query",
+              "dynamodb:scan", "dynamodb:describetable", "s3:getobject", "s3:listbucket"}
+
+
+def _auditor_policy_problems(transformed: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    policy = transformed["Resources"]["AuditorPolicy"]
+    if policy["Type"] != "AWS::IAM::ManagedPolicy":
+        problems.append(f"AuditorPolicy is a {policy['Type']}")
+    grants = _grants(_policy_statements(policy), problems)
+    # No _forbidden_for_everyone here: DESIGN I7 keeps Scan from the agent's role; an
+    # auditor's `verify` enumerates threads from the table itself (it must not trust the
+    # projector's ThreadIndex), so Scan is pinned in AUDITOR_GRANTS instead.
+    # verify, export, history, show read; an auditor never changes what it audits.
+    actions = {a.lower() for granted in grants.values() for a in granted}
+    if actions - _READ_ONLY:
+        problems.append(f"auditor may do more than read: {sorted(actions - _READ_ONLY)}")
+    allowed = {_key(r) for r in (TABLE, TABLE_INDEXES, ARCHIVE_OBJECTS, BLOBS, BUCKET)}
+    for resource, _ in grants:
+        if resource not in allowed:
+            problems.append(f"auditor granted access to {resource}")
+    if grants != AUDITOR_GRANTS:
+        problems.append(f"auditor grants changed: {grants}")
+    return problems
+
+
+def test_auditor_policy_is_read_only(transformed: dict[str, Any]) -> None:
+    assert _auditor_policy_problems(transformed) == []
+    assert transformed["Outputs"]["AuditorPolicyArn"]["Value"] == {"Ref": "AuditorPolicy"}
+
+
+def _auditor_reads_stream(t: dict[str, Any]) -> None:
+    _statement(t, "AuditorPolicy", "ReadJournalTable")["Action"].append("dynamodb:GetRecords")
+
+
+def _auditor_writes_table(t: dict[str, Any]) -> None:
+    _statement(t, "AuditorPolicy", "ReadJournalTable")["Action"].append("dynamodb:DeleteItem")
+
+
+def _auditor_deletes_archive(t: dict[str, Any]) -> None:
+    _statement(t, "AuditorPolicy", "ReadArchiveAndBlobs")["Action"] = [
+        "s3:GetObject", "s3:DeleteObject"]
+
+
+def _auditor_reads_everything(t: dict[str, Any]) -> None:
+    _statement(t, "AuditorPolicy", "ReadArchiveAndBlobs")["Resource"] = {
+        "Fn::Sub": "${BlobBucket.Arn}/*"}
 
 
 PROJECTOR_GRANTS: Grants = {
@@ -437,32 +510,56 @@ ARCHIVER_GRANTS: Grants = {
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     },
+    (_key(TABLE), _key(KEY_ITEMS)): {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    },
+    (_key(TABLE), _key(EVENT_KEYS_ONLY)): {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
     (_key(ARCHIVE), _key(None)): {"s3:PutObject"},
     (_key(ARCHIVER_FAILURE_QUEUE), _key(None)): {"sqs:SendMessage"},
     (_key(ARCHIVER_LOGS), _key(None)): {"logs:CreateLogStream", "logs:PutLogEvents"},
 }
 
-# The archiver reads the stream and writes archive/ objects: not the table's items or
-# indexes, not blobs/, not the bucket itself, not the projector's queue or logs.
+# The archiver reads the stream, its keys' items and journal keys, and writes archive/
+# objects: not the table's indexes, not blobs/, not the bucket itself, not the
+# projector's queue or logs.
 ARCHIVER_RESOURCES = {
-    _key(r) for r in (TABLE_STREAM, ARCHIVE, ARCHIVER_FAILURE_QUEUE, ARCHIVER_LOGS)
+    _key(r) for r in (TABLE_STREAM, TABLE, ARCHIVE, ARCHIVER_FAILURE_QUEUE, ARCHIVER_LOGS)
 } | {_key("*")}
+_STREAM_ACTIONS = {"dynamodb:describestream", "dynamodb:getrecords",
+                   "dynamodb:getsharditerator", "dynamodb:liststreams"}
 
 
 def _archiver_role_problems(transformed: dict[str, Any]) -> list[str]:
     problems, grants = _role_problems(transformed, "ArchiverFunction", "ArchiverRole",
                                       "archiver", ARCHIVER_GRANTS, ARCHIVER_RESOURCES)
-    actions = {a.lower() for granted in grants.values() for a in granted}
-    # Its records carry everything it writes: it never reads or writes the table itself.
-    table_actions = sorted(
-        a for a in actions
-        if a.startswith("dynamodb:") and a not in {
-            "dynamodb:describestream", "dynamodb:getrecords",
-            "dynamodb:getsharditerator", "dynamodb:liststreams"}
-    )
-    if table_actions:
-        problems.append(f"archiver may use the table: {table_actions}")
+    # The stream records carry everything it writes. Of the table it may touch its own
+    # K# key items, and learn whether journal items exist: never their content.
+    for (resource, condition), granted in grants.items():
+        table_actions = sorted(a for a in granted if a.startswith("dynamodb:")
+                               and a.lower() not in _STREAM_ACTIONS)
+        if not table_actions:
+            continue
+        cond = json.loads(condition) or {}
+        leading = cond.get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        if resource != _key(TABLE):
+            problems.append(f"archiver may use {resource}: {table_actions}")
+        elif leading == ["K#*"]:
+            continue
+        elif leading == ["T#*"]:
+            attributes = cond.get("ForAllValues:StringEquals", {}).get("dynamodb:Attributes")
+            select = cond.get("StringEqualsIfExists", {}).get("dynamodb:Select")
+            if not (set(attributes or ["*"]) <= {"PK", "SK"} and select == "SPECIFIC_ATTRIBUTES"):
+                problems.append(f"archiver may read journal items' content: {condition}")
+            if set(table_actions) - {"dynamodb:GetItem", "dynamodb:BatchGetItem"}:
+                problems.append(f"archiver may do more than read journal keys: {table_actions}")
+        else:
+            problems.append(f"archiver may use the table beyond its keys: {table_actions} "
+                            f"({condition})")
     # An audit trail writer appends: no reads, lists, deletes or tag changes in S3.
+    actions = {a.lower() for granted in grants.values() for a in granted}
     s3_actions = sorted(a for a in actions if a.startswith("s3:") and a != "s3:putobject")
     if s3_actions:
         problems.append(f"archiver may do more than put objects: {s3_actions}")
@@ -558,6 +655,23 @@ def _archiver_side_policy(t: dict[str, Any]) -> None:
     t["Resources"]["Extra"]["Properties"]["Roles"] = [{"Ref": "ArchiverRole"}]
 
 
+def _archiver_keys_anywhere(t: dict[str, Any]) -> None:
+    del _statement(t, "ArchiverRole", "ArchiveKeys")["Condition"]
+
+
+def _archiver_reads_event_bodies(t: dict[str, Any]) -> None:
+    del _statement(t, "ArchiverRole", "JournalEventExists")["Condition"][
+        "ForAllValues:StringEquals"]
+
+
+def _archiver_writes_events(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "JournalEventExists")["Action"].append("dynamodb:PutItem")
+
+
+def _archiver_queries_table(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "ArchiveKeys")["Action"].append("dynamodb:Query")
+
+
 def _agent_scan(t: dict[str, Any]) -> None:
     _statement(t, "AgentPolicy", "JournalTableItems")["Action"].append("dynamodb:Scan")
 
@@ -589,6 +703,14 @@ def _agent_any_table(t: dict[str, Any]) -> None:
         (_archiver_sam_generated_role, _archiver_role_problems),
         (_archiver_projectors_queue, _archiver_role_problems),
         (_archiver_side_policy, _archiver_role_problems),
+        (_archiver_keys_anywhere, _archiver_role_problems),
+        (_archiver_reads_event_bodies, _archiver_role_problems),
+        (_archiver_writes_events, _archiver_role_problems),
+        (_archiver_queries_table, _archiver_role_problems),
+        (_auditor_reads_stream, _auditor_policy_problems),
+        (_auditor_writes_table, _auditor_policy_problems),
+        (_auditor_deletes_archive, _auditor_policy_problems),
+        (_auditor_reads_everything, _auditor_policy_problems),
         (_agent_scan, _agent_policy_problems),
         (_agent_put_blob, _agent_policy_problems),
         (_agent_any_table, _agent_policy_problems),
@@ -717,6 +839,9 @@ def _record(event_name: str, kind: str | None = None) -> dict[str, Any]:
         (_record("REMOVE"), True),
         # The projector's own view, head and index items: no kind of the journal's.
         *[(_record("INSERT", kind), False) for kind in ("V", "H", "I", "c")],
+        # Removal markers are the archive's (and verify's), not the projector's: the
+        # prune or delete_for_runs that writes one deletes the items itself.
+        (_record("INSERT", "R"), False),
         (_record("MODIFY", "V"), False),
         (_record("INSERT"), False),
     ],
@@ -767,10 +892,11 @@ def test_archiver_function_contract(transformed: dict[str, Any]) -> None:
     assert props["Role"] == {"Fn::GetAtt": ["ArchiverRole", "Arn"]}
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert (props["MemorySize"], props["Timeout"]) == (512, 60)
-    # The names the archiver's code reads (a contract with checkpoint_journal). No
-    # TABLE_NAME: it never reads the table.
+    # The names the archiver's code reads (a contract with checkpoint_journal). The table
+    # holds the threads' archive keys.
     assert props["Environment"]["Variables"] == {
         "BUCKET_NAME": {"Ref": "BlobBucket"},
+        "TABLE_NAME": {"Ref": "JournalTable"},
         "ARCHIVE_INLINE_LIMIT_BYTES": "65536",
         "POWERTOOLS_SERVICE_NAME": "checkpoint-journal-archiver",
         "POWERTOOLS_METRICS_NAMESPACE": "CheckpointJournal",
@@ -818,7 +944,7 @@ def test_archiver_filter_pattern_is_exactly_this(transformed: dict[str, Any]) ->
     assert [json.loads(f["Pattern"]) for f in filters] == [
         {
             "eventName": ["INSERT", "MODIFY"],
-            "dynamodb": {"NewImage": {"kind": {"S": ["C", "W", "B", "X"]}}},
+            "dynamodb": {"NewImage": {"kind": {"S": ["C", "W", "B", "X", "R"]}}},
         },
     ]
 
@@ -826,13 +952,14 @@ def test_archiver_filter_pattern_is_exactly_this(transformed: dict[str, Any]) ->
 @pytest.mark.parametrize(
     ("record", "selected"),
     [
-        *[(_record("INSERT", kind), True) for kind in "CWBX"],
+        *[(_record("INSERT", kind), True) for kind in "CWBXR"],
         # A tombstone written again by a later delete_thread.
         (_record("MODIFY", "X"), True),
         # Removals are not archived: a deletion shows as its tombstone.
         (_record("REMOVE"), False),
         # The projector's items and chunks (their commit item stands for them).
         *[(_record("INSERT", kind), False) for kind in ("V", "H", "I", "P", "c")],
+        # No kind: the threads' archive keys (K# items) among them.
         (_record("INSERT"), False),
     ],
 )

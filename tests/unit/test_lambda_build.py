@@ -74,6 +74,8 @@ def test_runtime_requirements_are_the_projects_dependencies(tmp_path: pathlib.Pa
     # The real list: what the package imports at run time, no dev tools.
     real = build_lambda.runtime_requirements()
     assert any(r.startswith("aws-lambda-powertools") for r in real)
+    # The archiver seals the archive with AES-GCM: its wheel goes into the package.
+    assert any(r.startswith("cryptography") for r in real)
     assert not any(r.startswith(("pytest", "moto", "cfn-lint")) for r in real)
 
 

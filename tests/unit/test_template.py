@@ -433,8 +433,21 @@ def test_the_local_runner_reads_both_stream_functions_from_the_template(
     assert not archiver.reports_batch_item_failures
     assert archiver.on_failure == "ArchiverFailureQueue"
     assert len(archiver.filter_patterns) == 1
+    # Run locally as on Lambda: removal markers (R) reach the archiver, not the projector;
+    # the archive keys (K# items, no kind) reach neither.
+    from checkpoint_journal.local._filters import compile_criteria
+
+    def record(kind: str | None) -> dict[str, Any]:
+        image = {"PK": {"S": "K#ab"}, "SK": {"S": "K"}, **({"kind": {"S": kind}} if kind else {})}
+        return {"eventName": "INSERT", "dynamodb": {"NewImage": image}}
+
+    to_archiver = compile_criteria(archiver.filter_patterns)
+    to_projector = compile_criteria(sources["ProjectorFunction/Journal"].filter_patterns)
+    assert [to_archiver(record(k)) for k in ("C", "R", None)] == [True, True, False]
+    assert [to_projector(record(k)) for k in ("C", "R", None)] == [True, False, False]
     assert archiver.environment == {
         "BUCKET_NAME": "bkt",
+        "TABLE_NAME": "tbl",
         "ARCHIVE_INLINE_LIMIT_BYTES": "65536",
         "POWERTOOLS_SERVICE_NAME": "checkpoint-journal-archiver",
         "POWERTOOLS_METRICS_NAMESPACE": "CheckpointJournal",

@@ -1,0 +1,97 @@
+"""Tamper evidence: the content hash of journal events and the hash chain of checkpoints.
+
+What is hashed is the event's *content*, independent of how it is stored (compression,
+chunks, schema version of the container):
+
+- ``content_hash`` of a checkpoint, writes or blobs event: ``H(record + "\\n" + A)``, where
+  ``record`` is the record type (``checkpoint_event``, ``writes_event``, ``blobs_event``)
+  and ``A`` the Avro binary encoding of the event's fields under that record's **v1**
+  schema (``checkpoint_journal/schemas/{record}.v1.avsc``): every field that existed
+  before the hashes were added. Avro's binary encoding of a given schema is canonical,
+  so any Avro library recomputes it.
+- ``content_hash`` of a removal marker: ``H("removal_event\\n" + A)``, ``A`` its encoding
+  under ``removal_event.v1`` with ``content_hash`` and ``hash_key_id`` set to null.
+- ``chain_hash`` of a checkpoint: ``H("chain\\n" + P + C)``, ``P`` the 32 bytes of the parent
+  checkpoint's ``chain_hash`` (32 zero bytes when it has no parent in its namespace) and
+  ``C`` the 32 bytes of its own ``content_hash``. A thread's checkpoints thus form a hash
+  chain (a tree where the thread forks): altering, removing or inserting one breaks every
+  descendant's chain.
+
+``H`` is SHA-256, or HMAC-SHA-256 under the deployment's *chain key* when one is given
+(``JournalSaver(chain_key=...)``): then ``hash_key_id`` names the key (the first 16 hex
+digits of SHA-256 of it) and only a holder of the key can make hashes that verify, so a
+forged event inserted by someone with write access to the table is detected too. Plain
+SHA-256 detects alteration and removal, and insertion that does not recompute the hashes;
+it cannot tell a well-formed forgery from a genuine event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import fastavro
+
+from checkpoint_journal import schemas
+
+ZERO = bytes(32)
+MIN_KEY_BYTES = 16
+CHAINED_RECORDS = (schemas.RECORD_CHECKPOINT, schemas.RECORD_WRITES, schemas.RECORD_BLOBS)
+
+
+def key_bytes(key: bytes | str | None) -> bytes | None:
+    """The chain key as bytes, exactly (a str is taken as UTF-8); refuses keys too short
+    to be secret."""
+    if key is None:
+        return None
+    raw = key.encode() if isinstance(key, str) else key
+    if not isinstance(raw, bytes | bytearray) or len(raw) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"chain_key must be at least {MIN_KEY_BYTES} bytes of secret (for example "
+            "32 random bytes kept in AWS Secrets Manager)"
+        )
+    return bytes(raw)
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+class Hasher:
+    """Computes content and chain hashes, keyed or not."""
+
+    def __init__(self, key: bytes | None) -> None:
+        self.key = key
+        self.key_id = key_id(key) if key is not None else None
+
+    def _h(self, data: bytes) -> bytes:
+        if self.key is None:
+            return hashlib.sha256(data).digest()
+        return hmac.new(self.key, data, hashlib.sha256).digest()
+
+    def content(self, record: str, value: Mapping[str, Any]) -> str:
+        """``content_hash`` of an event of ``record`` type (any schema version's dict)."""
+        if record == schemas.RECORD_REMOVAL:
+            value = {**value, "content_hash": None, "hash_key_id": None}
+        elif record not in CHAINED_RECORDS:
+            raise ValueError(f"no content hash is defined for {record!r}")
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schemas.version(record, 1).parsed, dict(value))
+        return self._h(record.encode() + b"\n" + buf.getvalue()).hex()
+
+    def chain(self, parent_chain: str | None, content_hash: str) -> str:
+        parent = bytes.fromhex(parent_chain) if parent_chain else ZERO
+        return self._h(b"chain\n" + parent + bytes.fromhex(content_hash)).hex()
+
+    def stamp(self, record: str, value: dict[str, Any]) -> str:
+        """Set ``value``'s ``content_hash`` and ``hash_key_id`` (in place); returns the
+        content hash."""
+        digest = value["content_hash"] = self.content(record, value)
+        value["hash_key_id"] = self.key_id
+        return digest
+
+    def equal(self, a: str | None, b: str | None) -> bool:
+        return a is not None and b is not None and hmac.compare_digest(a, b)

@@ -1,0 +1,417 @@
+"""``checkpoint-journal export``: the audit archive, decrypted, as JSON lines or as an Avro
+extract.
+
+The events come from ``_archive_read.iter_archive`` (stream order, de-duplicated, one
+thread and a time range if asked). Two formats:
+
+- ``jsonl`` (default): one JSON object per event, its plain fields, its ``state``, its
+  metadata and its journal record decoded, every typed value in it (channel values,
+  writes, the checkpoint, the metadata) deserialised with LangGraph's
+  ``JsonPlusSerializer`` (pickle never, its allow-list honoured) and rendered JSON-safe
+  exactly as ``show --json`` renders values (``_browse.load`` and ``_browse.jsonable``).
+  An erased event (``shredded``) is there, with its plain fields and no content.
+- ``avro``: an Avro object container file of ``archive_event`` records (the current
+  schema) with the content in clear: ``body`` the journal record's bytes (a referenced
+  body read from the table, when it is still there), ``metadata_json`` the metadata,
+  ``key_id`` null. An event whose content could not be read keeps its ``key_id`` and has
+  no content, so it reads back as what it is. Any Avro reader (fastavro, Spark, Athena)
+  reads the extract; the journal schemas its bodies were written with travel in the file's
+  metadata, as in the archive.
+
+The extract holds what the archive no longer shows in clear: keep it as you keep the
+journal. Time ranges apply to when an event entered the journal (its stream record's
+ApproximateCreationDateTime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import fastavro
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpoint_journal import _archive_read as archive
+from checkpoint_journal import errors, schemas
+from checkpoint_journal._browse import iso_ms, jsonable, load
+from checkpoint_journal.stream_handlers._archiver import (
+    AVRO_CODEC,
+    RECORD_ARCHIVE,
+    SCHEMAS_METADATA_KEY,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+FORMATS = ("jsonl", "avro")
+# The states whose content was read (and is given in clear).
+READABLE = frozenset({archive.STATE_INLINE, archive.STATE_REFERENCED})
+# The states whose content is sealed and could not be opened: the extract keeps key_id.
+SEALED = frozenset({archive.STATE_SHREDDED, archive.STATE_UNDECRYPTABLE,
+                    archive.STATE_NO_KEY_ACCESS})
+# A person is waiting: fail fast (the saver's default is 8 attempts).
+MAX_ATTEMPTS = 3
+EXPORT_METADATA_KEY = "checkpoint_journal.export"
+
+
+class UsageError(errors.JournalError):
+    """The request cannot be served as given (exit status 2)."""
+
+
+class NotFoundError(errors.JournalError):
+    """No event of the thread in the archive (in the range) (exit status 3)."""
+
+
+# -- arguments (pure) --------------------------------------------------------------------------
+
+
+def parse_when(text: str, *, end: bool = False) -> int:
+    """Epoch milliseconds of an ISO date or date-time (UTC when it names no zone).
+
+    A bare date is its day's first instant; with ``end`` (``--until``) the next day's,
+    so ``--until 2026-01-31`` includes the whole of the 31st.
+
+    Raises:
+        ValueError: not an ISO date or date-time.
+    """
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+            return int((start + (dt.timedelta(days=1) if end else dt.timedelta())).timestamp()
+                       * 1000)
+        moment = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(
+            f"not an ISO date or date-time: {text!r} (e.g. 2026-01-31, "
+            "2026-01-31T12:00, 2026-01-31T12:00:00+02:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def when_arg(end: bool) -> Callable[[str], int]:
+    """An argparse ``type`` for --since (``end`` False) and --until (``end`` True)."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_when(text, end=end)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+# -- one event as JSON (pure) ---------------------------------------------------------------
+
+
+def _render(value: Any, serde: SerializerProtocol) -> Any:
+    """A decoded journal record JSON-safe, each typed value ({type, data}) deserialised."""
+    if isinstance(value, dict):
+        if (set(value) == {"type", "data"} and isinstance(value["type"], str)
+                and isinstance(value["data"], bytes)):
+            loaded, error = load(serde, (value["type"], value["data"]))
+            return {"type": value["type"], "bytes": len(value["data"]),
+                    "value": None if error else jsonable(loaded), "error": error}
+        return {str(k): _render(v, serde) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, serde) for v in value]
+    return jsonable(value)
+
+
+def event_doc(ev: archive.ArchivedEvent, serde: SerializerProtocol) -> dict[str, Any]:
+    """The JSON object of one event (stable keys)."""
+    record: Any = None
+    error = ev.detail
+    if ev.state in READABLE:
+        try:
+            decoded = ev.record()
+            record = None if decoded is None else _render(decoded, serde)
+        except errors.CorruptRecordError as e:
+            error = str(e)
+    metadata: Any = None
+    if ev.metadata_json is not None:
+        try:
+            metadata = json.loads(ev.metadata_json)
+        except ValueError:
+            error = error or "metadata_json is not JSON"
+    return {
+        "sequence_number": ev.sequence_number,
+        "event_id": ev.event_id,
+        "event_name": ev.event_name,
+        "approximate_creation_time": iso_ms(ev.approximate_creation_ms),
+        "thread_id": ev.thread_id,
+        "checkpoint_ns": ev.checkpoint_ns,
+        "checkpoint_id": ev.checkpoint_id,
+        "kind": ev.kind,
+        "task_id": ev.task_id,
+        "pk": ev.pk,
+        "sk": ev.sk,
+        "written_at": iso_ms(ev.written_at_ms),
+        "expires_at": ev.expires_at,
+        "run_id": ev.run_id,
+        "source": ev.source,
+        "step": ev.step,
+        "fingerprint": ev.fingerprint,
+        "codec": ev.codec,
+        "key_id": ev.key_id,
+        "state": ev.state,
+        "body_bytes": None if ev.body is None else len(ev.body),
+        "body_ref": ev.body_ref,
+        "metadata": metadata,
+        "record": record,
+        "error": error,
+        "file": ev.file,
+        "position": ev.position,
+    }
+
+
+# -- one event as an archive_event record in clear (pure) -----------------------------------
+
+
+def extract_record(ev: archive.ArchivedEvent) -> dict[str, Any]:
+    body: Any = None
+    if ev.state in READABLE:
+        body = ev.body
+    elif ev.body_ref is not None and ev.state not in SEALED:
+        body = ev.body_ref  # the table item is gone or differs: keep the reference
+    return {
+        "thread_id": ev.thread_id,
+        "checkpoint_ns": ev.checkpoint_ns,
+        "checkpoint_id": ev.checkpoint_id,
+        "kind": ev.kind,
+        "task_id": ev.task_id,
+        "pk": ev.pk,
+        "sk": ev.sk,
+        "event_name": ev.event_name,
+        "sequence_number": ev.sequence_number,
+        "event_id": ev.event_id,
+        "approximate_creation_time": ev.approximate_creation_ms,
+        "written_at": ev.written_at_ms,
+        "fingerprint": ev.fingerprint,
+        "codec": ev.codec,
+        "body": body,
+        "run_id": ev.run_id,
+        "source": ev.source,
+        "step": ev.step,
+        "metadata_json": None if ev.state in SEALED else ev.metadata_json,
+        "key_id": ev.key_id if ev.state in SEALED else None,
+        "metadata_sealed": None,
+        "expires_at": ev.expires_at,
+    }
+
+
+def journal_schemas() -> dict[str, Any]:
+    """fingerprint -> writer schema of every journal record schema this package knows: an
+    extract's bodies were written with some of them (the file header comes first)."""
+    return {fp: info.raw for fp, info in sorted(schemas.registry().items())
+            if info.record != RECORD_ARCHIVE}
+
+
+# -- the export -----------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    damaged: list[archive.ArchiveDamage] = field(default_factory=list)
+
+    def count(self, events: Iterable[archive.ArchivedEvent]) -> Iterator[archive.ArchivedEvent]:
+        for ev in events:
+            self.events += 1
+            self.states[ev.state] += 1
+            yield ev
+
+
+def write_jsonl(events: Iterable[archive.ArchivedEvent], out: IO[str],
+                serde: SerializerProtocol) -> None:
+    for ev in events:
+        out.write(json.dumps(event_doc(ev, serde), ensure_ascii=False) + "\n")
+
+
+def write_avro(events: Iterable[archive.ArchivedEvent], out: IO[bytes], *,
+               source: str) -> None:
+    fastavro.writer(
+        out,
+        schemas.current(RECORD_ARCHIVE).parsed,
+        (extract_record(ev) for ev in events),
+        codec=AVRO_CODEC,
+        metadata={
+            SCHEMAS_METADATA_KEY: json.dumps(journal_schemas(), sort_keys=True),
+            EXPORT_METADATA_KEY: source,
+        },
+        strict=True,
+    )
+
+
+def export(
+    s3: S3Client, dynamodb: DynamoDBClient, *, bucket: str, table: str, fmt: str,
+    out: IO[Any], serde: SerializerProtocol, thread_id: str | None = None,
+    since_ms: int | None = None, until_ms: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Stats:
+    """Write the archive's events to ``out`` (text for jsonl, bytes for avro).
+
+    Raises:
+        NotFoundError: ``thread_id`` has no event in the archive (in the range); nothing
+            was written.
+        JournalError: S3 or DynamoDB refused.
+    """
+    stats = Stats()
+    events = stats.count(archive.iter_archive(
+        s3, bucket, dynamodb=dynamodb, table=table, thread_id=thread_id,
+        since_ms=since_ms, until_ms=until_ms, damaged=stats.damaged, progress=progress,
+    ))
+    first = next(events, None)
+    if first is None and thread_id is not None:
+        raise NotFoundError(f"thread {thread_id!r} has no event in s3://{bucket}/archive/"
+                            + _range_text(since_ms, until_ms))
+    everything = events if first is None else _chain(first, events)
+    if fmt == "avro":
+        write_avro(everything, out, source=f"s3://{bucket}/archive/")
+    else:
+        write_jsonl(everything, out, serde)
+    return stats
+
+
+def _chain(first: archive.ArchivedEvent,
+           rest: Iterator[archive.ArchivedEvent]) -> Iterator[archive.ArchivedEvent]:
+    yield first
+    yield from rest
+
+
+def _range_text(since_ms: int | None, until_ms: int | None) -> str:
+    if since_ms is None and until_ms is None:
+        return ""
+    return (f" entered between {iso_ms(since_ms) or 'the beginning'} and "
+            f"{iso_ms(until_ms) or 'now'}")
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, err: Callable[[str], None]) -> int:
+    """``checkpoint-journal export``: the exit status (0 ok, 1 AWS or table error, 2 usage,
+    3 no such thread in the archive). ``err`` prints one message on stderr."""
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+
+    from checkpoint_journal import _browse_text as text
+
+    bucket = args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET")
+    table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")
+    if not bucket:
+        err("no bucket: pass --bucket or set CHECKPOINT_JOURNAL_BUCKET (the BucketName "
+            "output of your stack): the archive is under its archive/ prefix")
+        return 2
+    if not table:
+        err("no table: pass --table or set CHECKPOINT_JOURNAL_TABLE (the TableName output "
+            "of your stack): it holds the threads' archive keys")
+        return 2
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        err(f"--since ({iso_ms(args.since)}) must be before --until ({iso_ms(args.until)})")
+        return 2
+    if args.format == "avro" and args.output is None and sys.stdout.isatty():
+        err("refusing to write a binary Avro file to the terminal: pass --output PATH "
+            "(or redirect stdout)")
+        return 2
+
+    progress = text.Progress(sys.stderr)
+    partial = None if args.output is None else f"{args.output}.partial"
+    stats: Stats | None = None
+    try:
+        session = boto3.session.Session()
+        config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS})
+        try:
+            ddb = session.client("dynamodb", endpoint_url=args.endpoint_url,
+                                 region_name=args.region, config=config)
+            # S3 keeps boto3's own endpoint resolution (AWS_ENDPOINT_URL_S3):
+            # --endpoint-url is DynamoDB's.
+            s3 = session.client("s3", region_name=args.region, config=config)
+        except botocore.exceptions.NoRegionError as e:
+            raise errors.NotConfiguredError(
+                "no AWS region configured: pass --region or set AWS_REGION") from e
+
+        def report(done: int, total: int) -> None:
+            progress(f"reading the archive: {done:,} of {total:,} files")
+
+        opened: IO[Any]
+        if partial is not None:
+            opened = (open(partial, "wb") if args.format == "avro"
+                      else open(partial, "w", encoding="utf-8"))
+        elif args.format == "avro":
+            opened = sys.stdout.buffer
+        else:
+            opened = sys.stdout
+        try:
+            stats = export(s3, ddb, bucket=bucket, table=table, fmt=args.format, out=opened,
+                           serde=_serde(), thread_id=args.thread, since_ms=args.since,
+                           until_ms=args.until, progress=report)
+            opened.flush()
+        finally:
+            if partial is not None:
+                opened.close()
+        if partial is not None:
+            os.replace(partial, args.output)
+            partial = None
+    except NotFoundError as e:
+        progress.close()
+        err(str(e))
+        return 3
+    except errors.JournalError as e:
+        progress.close()
+        err(str(e))
+        return 1
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        progress.close()
+        err(f"{type(e).__name__}: {e}")
+        return 1
+    except OSError as e:
+        progress.close()
+        if isinstance(e, BrokenPipeError):
+            # The reader went away (| head): not an error.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            return 0
+        err(f"cannot write the export: {e}")
+        return 1
+    except KeyboardInterrupt:
+        progress.close()
+        err("interrupted")
+        return 130
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)
+    progress.close()
+    assert stats is not None
+    for d in stats.damaged:
+        where = "" if d.position is None else f" record {d.position}"
+        err(f"warning: damaged archive file {d.file}{where}: {d.reason} (skipped)")
+    if args.output is not None:
+        states = ", ".join(f"{n:,} {state}" for state, n in sorted(stats.states.items()))
+        err(f"exported {stats.events:,} event(s) to {args.output}"
+            + (f" ({states})" if states else ""))
+    return 0
+
+
+def _serde() -> SerializerProtocol:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    return JsonPlusSerializer()
+
+
+__all__ = ["event_doc", "export", "extract_record", "parse_when", "run"]
