@@ -459,6 +459,10 @@ exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
                    "$CHECKPOINT_JOURNAL_CHAIN_KEY_FILE; none: plain SHA-256)")
     p.add_argument("--no-archive", action="store_true",
                    help="check the table only, even with a bucket")
+    for action in p._actions:
+        if action.dest == "bucket":
+            action.help = ("the bucket whose archive/ is checked against the table "
+                           "(default: $CHECKPOINT_JOURNAL_BUCKET; none: the table only)")
     p.set_defaults(func=_cmd_verify)
 
 

@@ -394,6 +394,35 @@ def test_exit_codes(dep: LocalDeployment, cli: Any, tmp_path: Path) -> None:
     assert r.code == 2 and "no table" in r.err
 
 
+def test_subgraph_namespaces_chain_and_verify(dep: LocalDeployment, cli: Any,
+                                              key_file: str) -> None:
+    """A subgraph's checkpoints live in their own namespace, chained among themselves;
+    a fresh saver resuming the interrupted subgraph chains onto what it reads."""
+    from langgraph.types import Command
+
+    from tests.integration.graphs import build_with_subgraph
+
+    thread = f"sub-{uuid.uuid4().hex[:8]}"
+    cfg = {"configurable": {"thread_id": thread}}
+    with dep.saver(chain_key=KEY) as saver:
+        build_with_subgraph(saver).invoke({"messages": ["go"]}, cfg)
+    with dep.saver(chain_key=KEY) as saver:  # another worker resumes
+        build_with_subgraph(saver).invoke(Command(resume="yes"), cfg)
+    dep.drain(timeout=30)
+    r = _verify(cli, thread, "--chain-key-file", key_file)
+    assert r.code == 0, r.out
+    namespaces = {
+        i["SK"]["S"].split("#")[1]
+        for i in dep.client("dynamodb").query(
+            TableName=dep.table_name, KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": _keys.thread_pk(thread)}},
+            ConsistentRead=True)["Items"] if i["kind"]["S"] == "C"}
+    assert len(namespaces) == 2  # the root and the subgraph's
+    checked = r.json()["checked"]
+    assert checked["checkpoints chained (table)"] == checked["checkpoint events (table)"]
+    assert checked["checkpoints matched table to archive"] == checked["checkpoint events (table)"]
+
+
 def test_approval_thread_with_interrupt_verifies(dep: LocalDeployment, cli: Any,
                                                  key_file: str) -> None:
     thread = f"appr-{uuid.uuid4().hex[:8]}"
