@@ -11,6 +11,8 @@ chunks, schema version of the container):
   so any Avro library recomputes it.
 - ``content_hash`` of a removal marker: ``H("removal_event\\n" + A)``, ``A`` its encoding
   under ``removal_event.v1`` with ``content_hash`` and ``hash_key_id`` set to null.
+- ``hash`` attribute of a tombstone (a plain item, no body):
+  ``H("tombstone\\n" + PK + "\\n" + SK + "\\n" + written_at in ms, in decimal)``.
 - ``chain_hash`` of a checkpoint: ``H("chain\\n" + P + C)``, ``P`` the 32 bytes of the parent
   checkpoint's ``chain_hash`` (32 zero bytes when it has no parent in its namespace) and
   ``C`` the 32 bytes of its own ``content_hash``. A thread's checkpoints thus form a hash
@@ -92,6 +94,12 @@ class Hasher:
         digest = value["content_hash"] = self.content(record, value)
         value["hash_key_id"] = self.key_id
         return digest
+
+    def tombstone(self, pk: str, sk: str, written_at_ms: int) -> str:
+        """The hash of a namespace tombstone (``delete_thread``): a plain item, hashed
+        over its key and time, so that with a chain key a forged tombstone cannot pass
+        a deletion off as legitimate."""
+        return self._h(f"tombstone\n{pk}\n{sk}\n{written_at_ms}".encode()).hex()
 
     def equal(self, a: str | None, b: str | None) -> bool:
         return a is not None and b is not None and hmac.compare_digest(a, b)

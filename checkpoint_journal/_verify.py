@@ -184,6 +184,34 @@ def check_hash(report: Report, hasher: Hasher, where: str, thread_id: str, ns: s
     return True
 
 
+def _tombstone_ok(report: Report, hasher: Hasher, thread_id: str, pk: str, ns: str,
+                  item: Item, written_at_ms: int) -> bool:
+    """Whether a tombstone was written by a saver (with the key): only then does it
+    explain the deletion of what it covers."""
+    sk = item["SK"]["S"]
+    stored = item.get("hash", {}).get("S")
+    key_id = item.get("hash_key_id", {}).get("S")
+    loc = _loc(pk, sk)
+    report.counts["tombstones (table)"] += 1
+    if stored is None and hasher.key_id is None:
+        report.counts["unhashed (written before v2)"] += 1
+        return True
+    if stored is None or key_id != hasher.key_id:
+        report.add(WRONG_KEY, "table", thread_id, ns, None, loc,
+                   "tombstone " + ("without a hash" if stored is None else
+                                   f"hashed under key {key_id}")
+                   + (f", in a journal keyed with {hasher.key_id}" if hasher.key_id else
+                      "; give verify that key (--chain-key-file)")
+                   + ": what it hides is not taken as deleted by delete_thread")
+        return False
+    if not hasher.equal(hasher.tombstone(pk, sk, written_at_ms), stored):
+        report.add(ALTERED, "table", thread_id, ns, None, loc,
+                   "tombstone does not match its hash (time or key changed, or forged): "
+                   "what it hides is not taken as deleted by delete_thread")
+        return False
+    return True
+
+
 def _decode(kind: str, body: bytes, item_or_rec: dict[str, Any]) -> dict[str, Any]:
     return schemas.decode(KIND_RECORD[kind], body, item_or_rec["fp"]["S"],
                           item_or_rec["codec"]["S"])
@@ -206,7 +234,9 @@ def check_thread(report: Report, hasher: Hasher, thread_id: str, items: list[Ite
             chunks[key.parent_sk][int(item["SK"]["S"].rsplit("#", 1)[1])] = item["body"]["B"]
         elif key.kind == _keys.KIND_TOMBSTONE:
             at = int(item.get("written_at", {}).get("N", "0"))
-            state.tombstones[key.checkpoint_ns] = max(state.tombstones.get(key.checkpoint_ns, 0), at)
+            if _tombstone_ok(report, hasher, thread_id, pk, key.checkpoint_ns, item, at):
+                state.tombstones[key.checkpoint_ns] = max(
+                    state.tombstones.get(key.checkpoint_ns, 0), at)
         elif key.kind == _keys.KIND_VIEW:
             views.append((key, item))
         else:
@@ -375,7 +405,7 @@ def check_archive(report: Report, hasher: Hasher, events: Iterable[Any], damaged
             # Archived, whatever its content's fate below (reported there once).
             seen.add((ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id))
         if ev.state == "shredded":
-            report.counts["archive events erased (thread deleted)"] += 1
+            _shredded(report, ev, loc, tables.get(ev.thread_id))
             continue
         if ev.state == "none" or ev.kind == _keys.KIND_TOMBSTONE:
             continue
@@ -490,6 +520,22 @@ def _against_table(report: Report, ev: Any, rec: dict[str, Any], loc: str,
     report.add(REMOVED, "table", ev.thread_id, ns, cid, loc,
                "archived checkpoint missing from the table, and no prune, delete_for_runs or "
                "delete_thread removed it")
+
+
+def _shredded(report: Report, ev: Any, loc: str, state: ThreadState | None) -> None:
+    """An archived event whose thread key is gone: fine when delete_thread erased the
+    thread; a problem when its checkpoint is still in the table (someone destroyed the
+    key, and with it the archive's testimony)."""
+    ns, cid = ev.checkpoint_ns, ev.checkpoint_id
+    if (ev.kind == _keys.KIND_CHECKPOINT and cid and state is not None
+            and (ns, cid) in state.checkpoints
+            and getattr(ev, "key_id", None) != "withheld"):
+        report.add(REMOVED, "archive", ev.thread_id, ns, cid, loc,
+                   "the archived event can no longer be read (the thread's archive key is "
+                   "gone) although the checkpoint is still in the table and the thread was "
+                   "not deleted: the key was removed by hand")
+        return
+    report.counts["archive events erased (thread deleted)"] += 1
 
 
 def _expired(ev: Any) -> bool:

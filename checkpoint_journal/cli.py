@@ -433,7 +433,7 @@ def _add_verify(sub: Any) -> None:
         "archive file and record.",
         epilog="""\
 example:
-  checkpoint-journal verify --thread customer-42
+  checkpoint-journal verify --thread customer-42 --chain-key-secret CHAIN_KEY_SECRET_ARN
   checkpoint-journal verify --chain-key-file chain.key --json | jq '.problems[]'
 
 Problems: altered (content does not match its hash), chain-broken (a checkpoint does not
@@ -442,7 +442,8 @@ event under another checkpoint's key), wrong-key (hashed under another key, or w
 the deployment's key: a forgery), view-mismatch, disagree (table and archive differ),
 not-archived, archive-damaged, unreadable.
 
-With a chain key (JournalSaver(chain_key=...)) the hashes are HMAC-SHA-256, so an event
+With a chain key (JournalSaver(chain_key=...); the stack makes one, ChainKeySecretArn,
+readable by AgentPolicy and AuditorPolicy) the hashes are HMAC-SHA-256, so an event
 forged by someone without the key is detected; without one they are SHA-256, which
 detects any change that does not recompute every later hash. Archived events of a thread
 erased by delete_thread cannot be read any more (their key is destroyed): they are
@@ -453,10 +454,14 @@ exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
 """)
     p.add_argument("--thread", metavar="THREAD",
                    help="verify one thread (default: every thread in the table)")
-    p.add_argument("--chain-key-file", metavar="PATH",
-                   help="a file holding the chain key the savers use, e.g. made by "
-                   "`openssl rand -hex 32` (its final newline is ignored; default: "
-                   "$CHECKPOINT_JOURNAL_CHAIN_KEY_FILE; none: plain SHA-256)")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--chain-key-secret", metavar="ARN",
+                     help="the Secrets Manager secret holding the chain key (the stack's "
+                     "ChainKeySecretArn output; default: $CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET)")
+    key.add_argument("--chain-key-file", metavar="PATH",
+                     help="a file holding the chain key, e.g. made by `openssl rand -hex "
+                     "32` (its final newline is ignored; default: "
+                     "$CHECKPOINT_JOURNAL_CHAIN_KEY_FILE). Neither: plain SHA-256")
     p.add_argument("--no-archive", action="store_true",
                    help="check the table only, even with a bucket")
     for action in p._actions:
@@ -466,10 +471,12 @@ exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
     p.set_defaults(func=_cmd_verify)
 
 
-def _chain_key(args: argparse.Namespace) -> bytes | None:
+def _chain_key_file(args: argparse.Namespace) -> bytes | None:
     import os
 
-    path = args.chain_key_file or os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE")
+    path = args.chain_key_file
+    if not path and not args.chain_key_secret:
+        path = os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE")
     if not path:
         return None
     from pathlib import Path
@@ -479,14 +486,35 @@ def _chain_key(args: argparse.Namespace) -> bytes | None:
     return Path(path).read_bytes().rstrip(b"\r\n")
 
 
+def _chain_key_secret(args: argparse.Namespace) -> bytes | None:
+    """The chain key from Secrets Manager (endpoint and region as boto3 resolves them,
+    e.g. $AWS_ENDPOINT_URL_SECRETS_MANAGER), or None when no secret is named."""
+    import os
+
+    import boto3
+
+    arn = args.chain_key_secret
+    if not arn and not args.chain_key_file and not os.environ.get(
+        "CHECKPOINT_JOURNAL_CHAIN_KEY_FILE"
+    ):
+        arn = os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET")
+    if not arn:
+        return None
+    got = boto3.client("secretsmanager", region_name=args.region).get_secret_value(SecretId=arn)
+    if "SecretString" in got:
+        return str(got["SecretString"]).encode()
+    return bytes(got["SecretBinary"])
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     import os
 
     from checkpoint_journal import _chain, _verify
 
     try:
-        key = _chain_key(args)
-        hasher = _chain.Hasher(_chain.key_bytes(key))
+        key_from_file = _chain_key_file(args)
+        if key_from_file is not None:
+            _chain.key_bytes(key_from_file)
     except (OSError, ValueError) as e:
         _err(f"chain key: {e}")
         return 2
@@ -494,6 +522,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     archive = bucket is not None and not args.no_archive
 
     def run(saver: Any, progress: Any) -> tuple[Any, Any, int]:
+        key = key_from_file if key_from_file is not None else _chain_key_secret(args)
+        try:
+            hasher = _chain.Hasher(_chain.key_bytes(key))
+        except ValueError as e:
+            from checkpoint_journal._browse import UsageError
+
+            raise UsageError(f"chain key: {e}") from None
         report = _verify.verify(
             saver._store.client, saver.table_name, hasher=hasher, thread_id=args.thread,
             s3=saver._s3 if archive else None, bucket=bucket if archive else None,

@@ -240,6 +240,7 @@ class LocalDeployment:
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint_url,
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_SQS": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.s3_endpoint_url,
         }
 
     def env(self) -> dict[str, str]:

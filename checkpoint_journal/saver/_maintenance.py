@@ -52,15 +52,18 @@ class Maintenance:
         namespaces = {ns for _, sk in keys if (ns := _keys.namespace_of(sk)) is not None}
         now = self._now()
         for ns_name in namespaces:
-            self._store.put_plain(
-                {
-                    "PK": {"S": pk},
-                    "SK": {"S": _keys.tombstone_sk(ns_name)},
-                    "kind": {"S": _keys.KIND_TOMBSTONE},
-                    "written_at": {"N": str(int(now * 1000))},
-                    "expires_at": {"N": str(int(now) + TOMBSTONE_TTL_SECONDS)},
-                }
-            )
+            sk = _keys.tombstone_sk(ns_name)
+            item = {
+                "PK": {"S": pk},
+                "SK": {"S": sk},
+                "kind": {"S": _keys.KIND_TOMBSTONE},
+                "written_at": {"N": str(int(now * 1000))},
+                "expires_at": {"N": str(int(now) + TOMBSTONE_TTL_SECONDS)},
+                "hash": {"S": self._hasher.tombstone(pk, sk, int(now * 1000))},
+            }
+            if self._hasher.key_id is not None:
+                item["hash_key_id"] = {"S": self._hasher.key_id}
+            self._store.put_plain(item)
         tomb = {_keys.tombstone_sk(ns) for ns in namespaces}
         self._store.delete_keys([(p, s) for p, s in keys if s not in tomb])
         # Crypto-shredding: the thread's archived events become unreadable. After the

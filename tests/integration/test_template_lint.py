@@ -173,6 +173,7 @@ def test_sam_transform_runs_offline_and_keeps_every_resource(transformed: dict[s
         "BucketName",
         "BucketArn",
         "AgentPolicyArn",
+        "ChainKeySecretArn",
         "AuditorPolicyArn",
         "ProjectorFunctionName",
         "ProjectorFunctionArn",
@@ -239,6 +240,7 @@ TABLE_INDEXES = {"Fn::Sub": "${JournalTable.Arn}/index/*"}
 TABLE_STREAM = {"Fn::GetAtt": ["JournalTable", "StreamArn"]}
 BUCKET = {"Fn::GetAtt": ["BlobBucket", "Arn"]}
 BLOBS = {"Fn::Sub": "${BlobBucket.Arn}/blobs/*"}
+CHAIN_KEY = {"Ref": "ChainKeySecret"}
 FAILURE_QUEUE = {"Fn::GetAtt": ["ProjectorFailureQueue", "Arn"]}
 PROJECTOR_LOGS = {"Fn::GetAtt": ["ProjectorLogGroup", "Arn"]}
 ARCHIVE = {"Fn::Sub": "${BlobBucket.Arn}/archive/*"}
@@ -309,6 +311,7 @@ AGENT_GRANTS: Grants = {
     (_key(TABLE_INDEXES), _key(None)): {"dynamodb:Query"},
     (_key(BLOBS), _key(None)): {"s3:GetObject"},
     (_key(BUCKET), _key(None)): {"s3:ListBucket"},
+    (_key(CHAIN_KEY), _key(None)): {"secretsmanager:GetSecretValue"},
 }
 
 
@@ -324,7 +327,7 @@ def _agent_policy_problems(transformed: dict[str, Any]) -> list[str]:
     writes = sorted(a for a in actions if a.startswith(("s3:put", "s3:delete", "s3:restore")))
     if writes:
         problems.append(f"agent may write or delete in S3: {writes}")
-    agent_resources = {_key(r) for r in (TABLE, TABLE_INDEXES, BLOBS, BUCKET)}
+    agent_resources = {_key(r) for r in (TABLE, TABLE_INDEXES, BLOBS, BUCKET, CHAIN_KEY)}
     for resource, _ in grants:
         if resource not in agent_resources:
             problems.append(f"agent granted access to {resource}")
@@ -350,9 +353,11 @@ AUDITOR_GRANTS: Grants = {
     (_key(ARCHIVE_OBJECTS), _key(None)): {"s3:GetObject"},
     (_key(BLOBS), _key(None)): {"s3:GetObject"},
     (_key(BUCKET), _key(None)): {"s3:ListBucket"},
+    (_key(CHAIN_KEY), _key(None)): {"secretsmanager:GetSecretValue"},
 }
 _READ_ONLY = {"dynamodb:getitem", "dynamodb:batchgetitem", "dynamodb:query",
-              "dynamodb:scan", "dynamodb:describetable", "s3:getobject", "s3:listbucket"}
+              "dynamodb:scan", "dynamodb:describetable", "s3:getobject", "s3:listbucket",
+              "secretsmanager:getsecretvalue"}
 
 
 def _auditor_policy_problems(transformed: dict[str, Any]) -> list[str]:
@@ -368,7 +373,8 @@ def _auditor_policy_problems(transformed: dict[str, Any]) -> list[str]:
     actions = {a.lower() for granted in grants.values() for a in granted}
     if actions - _READ_ONLY:
         problems.append(f"auditor may do more than read: {sorted(actions - _READ_ONLY)}")
-    allowed = {_key(r) for r in (TABLE, TABLE_INDEXES, ARCHIVE_OBJECTS, BLOBS, BUCKET)}
+    allowed = {_key(r) for r in (TABLE, TABLE_INDEXES, ARCHIVE_OBJECTS, BLOBS, BUCKET,
+                                 CHAIN_KEY)}
     for resource, _ in grants:
         if resource not in allowed:
             problems.append(f"auditor granted access to {resource}")

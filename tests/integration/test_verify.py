@@ -72,7 +72,9 @@ def cli(dep: LocalDeployment, monkeypatch: pytest.MonkeyPatch,
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        monkeypatch.delenv("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE", raising=False)
+        for name in ("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE", "CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET"):
+            if name not in (env or {}):
+                monkeypatch.delenv(name, raising=False)
         code = main(list(argv))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
@@ -599,3 +601,58 @@ def test_items_removed_by_ttl_are_not_reported(dep: LocalDeployment, cli: Any,
     r = _verify(cli, thread, "--chain-key-file", key_file)
     assert r.code == 0, r.out
     assert r.json()["checked"]["checkpoints expired (TTL)"] == 3
+
+
+def test_forged_tombstone_does_not_excuse_a_deletion(dep: LocalDeployment, cli: Any,
+                                                     key_file: str) -> None:
+    """Tombstones are what make delete_thread's removals legitimate: one written by
+    hand, without the chain key, excuses nothing."""
+    import time
+
+    thread, ids = _chat(dep)
+    dep.drain(timeout=30)
+    pk = _keys.thread_pk(thread)
+    ddb = dep.client("dynamodb")
+    ddb.delete_item(TableName=dep.table_name,
+                    Key={"PK": {"S": pk}, "SK": {"S": _keys.checkpoint_sk("", ids[2])}})
+    sk = _keys.tombstone_sk("")
+    now_ms = int(time.time() * 1000)
+    ddb.put_item(TableName=dep.table_name, Item={
+        "PK": {"S": pk}, "SK": {"S": sk}, "kind": {"S": "X"}, "written_at": {"N": str(now_ms)},
+        "hash": {"S": _chain.Hasher(None).tombstone(pk, sk, now_ms)}})
+    dep.drain(timeout=30)
+    r = _verify(cli, thread, "--chain-key-file", key_file, "--no-archive")
+    assert r.code == 4
+    problems = r.problems()
+    assert ("wrong-key", None) in problems and ("removed", ids[2]) in problems
+
+
+def test_archive_key_removed_by_hand_is_reported(dep: LocalDeployment, cli: Any,
+                                                 key_file: str) -> None:
+    """Destroying a live thread's archive key silences the archive: verify says so."""
+    from checkpoint_journal import _shred
+
+    thread, ids = _chat(dep)
+    dep.drain(timeout=30)
+    dep.client("dynamodb").delete_item(
+        TableName=dep.table_name, Key={"PK": {"S": _shred.key_pk(thread)}, "SK": {"S": "K"}})
+    r = _verify(cli, thread, "--chain-key-file", key_file)
+    assert r.code == 4
+    assert {c for p, c in r.problems() if p == "removed"} == set(ids)
+    assert all("key was removed by hand" in p["detail"] for p in r.json()["problems"])
+
+
+def test_chain_key_from_secrets_manager(dep: LocalDeployment, cli: Any) -> None:
+    """The stack keeps the chain key in Secrets Manager (ChainKeySecretArn): verify reads
+    it from there, by flag or environment."""
+    thread, _ = _chat(dep, turns=1)
+    arn = dep.client("secretsmanager").create_secret(
+        Name=f"chain-key-{uuid.uuid4().hex[:8]}", SecretString=KEY)["ARN"]
+    r = _verify(cli, thread, "--no-archive", "--chain-key-secret", arn)
+    assert r.code == 0, r.out + r.err
+    assert r.json()["hash_key_id"] == _chain.key_id(KEY.encode())
+    r = cli("verify", "--thread", thread, "--json", "--no-archive",
+            env={"CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET": arn})
+    assert r.code == 0 and r.json()["hash_key_id"] == _chain.key_id(KEY.encode())
+    r = _verify(cli, thread, "--no-archive", "--chain-key-secret", arn + "-missing")
+    assert r.code == 1 and "ResourceNotFoundException" in r.err

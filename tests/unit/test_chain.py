@@ -116,3 +116,12 @@ def test_v1_checkpoint_events_read_with_the_v2_reader() -> None:
 def test_every_versioned_record_reads_its_v1(record: str) -> None:
     assert schemas.current(record).version == 2
     assert schemas.version(record, 1).fingerprint != schemas.current(record).fingerprint
+
+
+def test_tombstone_hash_covers_key_and_time() -> None:
+    h = _chain.Hasher(None)
+    digest = h.tombstone("T#t", "J##~", 1000)
+    assert digest == hashlib.sha256(b"tombstone\nT#t\nJ##~\n1000").hexdigest()
+    assert h.tombstone("T#t", "J##~", 1001) != digest
+    assert h.tombstone("T#u", "J##~", 1000) != digest
+    assert _chain.Hasher(b"k" * 16).tombstone("T#t", "J##~", 1000) != digest
