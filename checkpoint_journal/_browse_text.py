@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -65,6 +66,38 @@ class Style:
 
     def cyan(self, text: str) -> str:
         return self._sgr("36", text)
+
+
+def exit_status(e: BaseException, err: Callable[[str], None]) -> int | None:
+    """The exit status of a command that met ``e`` (its message said with ``err``), the
+    same for every command: 3 not found, 2 usage, 1 a table or AWS error, 130
+    interrupted, 0 for a reader that went away (``| head``); None when ``e`` is none of
+    these (a bug: let it raise)."""
+    import botocore.exceptions
+
+    from checkpoint_journal._browse import NotFoundError, UsageError
+    from checkpoint_journal.errors import InvalidKeyError, JournalError
+
+    if isinstance(e, BrokenPipeError):
+        # Point stdout at /dev/null so the interpreter's final flush does not complain.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    if isinstance(e, KeyboardInterrupt):
+        err("interrupted")
+        return 130
+    for kinds, code in (((NotFoundError,), 3), ((UsageError, InvalidKeyError), 2),
+                        ((JournalError,), 1)):
+        if isinstance(e, kinds):
+            err(str(e))
+            return code
+    if isinstance(e, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
+        err(f"{type(e).__name__}: {e}")
+        return 1
+    return None
 
 
 class Progress:

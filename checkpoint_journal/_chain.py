@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import io
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import fastavro
@@ -62,6 +63,14 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Stamp:
+    content_hash: str
+    v1: bytes | None
+    """The event's Avro encoding under its record's v1 schema (None for a removal
+    marker, whose hashed encoding differs from its stored one)."""
+
+
 class Hasher:
     """Computes content and chain hashes, keyed or not."""
 
@@ -74,15 +83,21 @@ class Hasher:
             return hashlib.sha256(data).digest()
         return hmac.new(self.key, data, hashlib.sha256).digest()
 
-    def content(self, record: str, value: Mapping[str, Any]) -> str:
-        """``content_hash`` of an event of ``record`` type (any schema version's dict)."""
+    def _content(self, record: str, value: Mapping[str, Any]) -> tuple[str, bytes]:
+        """``content_hash`` of an event of ``record`` type (any schema version's dict),
+        and the bytes hashed after the record-type prefix: the event's v1 encoding."""
         if record == schemas.RECORD_REMOVAL:
             value = {**value, "content_hash": None, "hash_key_id": None}
         elif record not in CHAINED_RECORDS:
             raise ValueError(f"no content hash is defined for {record!r}")
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, schemas.version(record, 1).parsed, dict(value))
-        return self._h(record.encode() + b"\n" + buf.getvalue()).hex()
+        encoded = buf.getvalue()
+        return self._h(record.encode() + b"\n" + encoded).hex(), encoded
+
+    def content(self, record: str, value: Mapping[str, Any]) -> str:
+        """``content_hash`` of an event of ``record`` type (any schema version's dict)."""
+        return self._content(record, value)[0]
 
     def chain(self, parent_chain: str | None, content_hash: str) -> str:
         parent = bytes.fromhex(parent_chain) if parent_chain else ZERO
@@ -91,9 +106,26 @@ class Hasher:
     def stamp(self, record: str, value: dict[str, Any]) -> str:
         """Set ``value``'s ``content_hash`` and ``hash_key_id`` (in place); returns the
         content hash."""
-        digest = value["content_hash"] = self.content(record, value)
+        return self._stamp(record, value).content_hash
+
+    def _stamp(self, record: str, value: dict[str, Any]) -> Stamp:
+        """``stamp``, keeping the event's v1 encoding, which ``schemas.encode(..., v1=)``
+        extends rather than encoding the event's values a second time."""
+        digest, encoded = self._content(record, value)
+        value["content_hash"] = digest
         value["hash_key_id"] = self.key_id
-        return digest
+        # A removal marker's hashed bytes have its hash fields nulled: not its encoding.
+        return Stamp(digest, None if record == schemas.RECORD_REMOVAL else encoded)
+
+    def encode(self, record: str, value: dict[str, Any], *, compress: bool,
+               parent_chain: str | None = None) -> schemas.Encoded:
+        """Stamp ``value``'s hashes (in place; a checkpoint's ``chain_hash`` follows
+        ``parent_chain``) and encode it in the current schema, its values encoded once:
+        the current encoding extends the v1 encoding that was hashed."""
+        stamp = self._stamp(record, value)
+        if record == schemas.RECORD_CHECKPOINT:
+            value["chain_hash"] = self.chain(parent_chain, stamp.content_hash)
+        return schemas.encode(record, value, compress=compress, v1=stamp.v1)
 
     def tombstone(self, pk: str, sk: str, written_at_ms: int) -> str:
         """The hash of a namespace tombstone (``delete_thread``): a plain item, hashed

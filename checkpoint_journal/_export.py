@@ -40,7 +40,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import _archive_read as archive
 from checkpoint_journal import errors, schemas
-from checkpoint_journal._browse import iso_ms, jsonable, load
+from checkpoint_journal._browse import NotFoundError, iso_ms, jsonable, load
 from checkpoint_journal.stream_handlers._archiver import (
     AVRO_CODEC,
     RECORD_ARCHIVE,
@@ -60,14 +60,6 @@ SEALED = frozenset({archive.STATE_SHREDDED, archive.STATE_UNDECRYPTABLE,
 # A person is waiting: fail fast (the saver's default is 8 attempts).
 MAX_ATTEMPTS = 3
 EXPORT_METADATA_KEY = "checkpoint_journal.export"
-
-
-class UsageError(errors.JournalError):
-    """The request cannot be served as given (exit status 2)."""
-
-
-class NotFoundError(errors.JournalError):
-    """No event of the thread in the archive (in the range) (exit status 3)."""
 
 
 # -- arguments (pure) --------------------------------------------------------------------------
@@ -365,34 +357,15 @@ def run(args: argparse.Namespace, err: Callable[[str], None]) -> int:
         if partial is not None:
             os.replace(partial, args.output)
             partial = None
-    except NotFoundError as e:
+    except (Exception, KeyboardInterrupt) as e:
         progress.close()
-        err(str(e))
-        return 3
-    except errors.JournalError as e:
-        progress.close()
-        err(str(e))
-        return 1
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-        progress.close()
-        err(f"{type(e).__name__}: {e}")
-        return 1
-    except OSError as e:
-        progress.close()
-        if isinstance(e, BrokenPipeError):
-            # The reader went away (| head): not an error.
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
-            return 0
-        err(f"cannot write the export: {e}")
-        return 1
-    except KeyboardInterrupt:
-        progress.close()
-        err("interrupted")
-        return 130
+        code = text.exit_status(e, err)
+        if code is not None:
+            return code
+        if isinstance(e, OSError):
+            err(f"cannot write the export: {e}")
+            return 1
+        raise
     finally:
         if partial is not None and os.path.exists(partial):
             os.unlink(partial)

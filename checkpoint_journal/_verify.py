@@ -29,17 +29,20 @@ threads (their archive key destroyed) are counted, not checked: they are gone by
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from checkpoint_journal import _blobs, _keys, schemas
+from checkpoint_journal import _archive_read as archive
+from checkpoint_journal import _blobs, _keys, _shred, schemas
+from checkpoint_journal._archive_read import RECORD_OF_KIND, ArchiveDamage, ArchivedEvent
+from checkpoint_journal._browse import NotFoundError, iso_ms
 from checkpoint_journal._chain import Hasher
 from checkpoint_journal.errors import CorruptRecordError
 from checkpoint_journal.saver._fold import BlobRef, _body, decode_view, fold_partition
+from checkpoint_journal.saver._store import DynamoJournalStore, thread_ids
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -63,12 +66,6 @@ NOT_ARCHIVED = "not-archived"  # in the table, missing from an archive that has 
 # been archived or sent to the failure queue.
 MAX_RECORD_AGE_MS = 6 * 3600 * 1000
 
-KIND_RECORD = {
-    _keys.KIND_CHECKPOINT: schemas.RECORD_CHECKPOINT,
-    _keys.KIND_WRITES: schemas.RECORD_WRITES,
-    _keys.KIND_BLOBS: schemas.RECORD_BLOBS,
-    _keys.KIND_REMOVAL: schemas.RECORD_REMOVAL,
-}
 
 
 @dataclass(frozen=True)
@@ -213,7 +210,7 @@ def _tombstone_ok(report: Report, hasher: Hasher, thread_id: str, pk: str, ns: s
 
 
 def _decode(kind: str, body: bytes, item_or_rec: dict[str, Any]) -> dict[str, Any]:
-    return schemas.decode(KIND_RECORD[kind], body, item_or_rec["fp"]["S"],
+    return schemas.decode(RECORD_OF_KIND[kind], body, item_or_rec["fp"]["S"],
                           item_or_rec["codec"]["S"])
 
 
@@ -270,7 +267,7 @@ def check_thread(report: Report, hasher: Hasher, thread_id: str, items: list[Ite
                        f"{rec.get('checkpoint_ns')!r}"
                        + (f", checkpoint {rec.get('checkpoint_id')}" if cid else ""))
             continue
-        record_type = KIND_RECORD[key.kind]
+        record_type = RECORD_OF_KIND[key.kind]
         report.counts[f"{record_type.replace('_event', '')} events (table)"] += 1
         ok = check_hash(report, hasher, "table", thread_id, ns, cid, loc, record_type, rec)
         if key.kind == _keys.KIND_CHECKPOINT and cid:
@@ -387,7 +384,22 @@ def _check_views(report: Report, thread_id: str, pk: str, items: list[Item],
 # -- the archive ------------------------------------------------------------------------
 
 
-def check_archive(report: Report, hasher: Hasher, events: Iterable[Any], damaged: list[Any],
+# Archive records whose content cannot be checked, and what that says.
+_UNREADABLE_STATES = {
+    archive.STATE_NO_KEY_ACCESS: (
+        UNREADABLE, "encrypted, and verify was not given the table to read the thread's "
+        "archive key"),
+    archive.STATE_UNDECRYPTABLE: (
+        ALTERED, "the record's encrypted body fails authentication: the archive file was "
+        "edited"),
+    archive.STATE_REFERENCE_MISMATCH: (
+        DISAGREE, "the table item this record references no longer has the body the "
+        "archive recorded (its digest differs): the table item was altered"),
+}
+
+
+def check_archive(report: Report, hasher: Hasher, events: Iterable[ArchivedEvent],
+                  damaged: list[ArchiveDamage],
                   tables: dict[str, ThreadState], *, bucket: str,
                   thread_filter: str | None) -> None:
     """Check archived events (``_archive_read.ArchivedEvent``) against themselves and
@@ -395,46 +407,34 @@ def check_archive(report: Report, hasher: Hasher, events: Iterable[Any], damaged
     verified)."""
     seen: set[tuple[str, str, str]] = set()
     newest_ms = 0
-    archived_threads: set[str] = set()
     for ev in events:
         loc = f"s3://{bucket}/{ev.file} #{ev.position}"
         newest_ms = max(newest_ms, ev.approximate_creation_ms)
-        archived_threads.add(ev.thread_id)
         report.counts["archive events"] += 1
         if ev.kind == _keys.KIND_CHECKPOINT and ev.checkpoint_id:
             # Archived, whatever its content's fate below (reported there once).
             seen.add((ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id))
-        if ev.state == "shredded":
+        if ev.state == archive.STATE_SHREDDED:
             _shredded(report, ev, loc, tables.get(ev.thread_id))
             continue
-        if ev.state == "none" or ev.kind == _keys.KIND_TOMBSTONE:
+        if ev.state == archive.STATE_NONE or ev.kind == _keys.KIND_TOMBSTONE:
             continue
-        if ev.state == "no-key-access":
-            report.add(UNREADABLE, "archive", ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id,
-                       loc, "encrypted, and verify was not given the table to read the "
-                       "thread's archive key")
-            continue
-        if ev.state == "undecryptable":
-            report.add(ALTERED, "archive", ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id, loc,
-                       "the record's encrypted body fails authentication: the archive file was "
-                       "edited")
-            continue
-        if ev.state == "reference-gone":
+        if ev.state == archive.STATE_REFERENCE_GONE:
             report.counts["archive events referencing removed items"] += 1
             continue
-        if ev.state == "reference-mismatch":
-            report.add(DISAGREE, "archive", ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id, loc,
-                       "the table item this record references no longer has the body the "
-                       "archive recorded (its digest differs): the table item was altered")
+        if ev.state in _UNREADABLE_STATES:
+            problem, detail = _UNREADABLE_STATES[ev.state]
+            report.add(problem, "archive", ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id,
+                       loc, detail)
             continue
-        if ev.kind not in KIND_RECORD:
+        if ev.kind not in RECORD_OF_KIND:
             continue
         if ev.event_name == "MODIFY":
             # Journal items are written once (a conditional put): a MODIFY in the stream
             # is an item rewritten in place, by something other than a saver.
             report.add(ALTERED, "table", ev.thread_id, ev.checkpoint_ns, ev.checkpoint_id,
                        loc, f"the table item {ev.pk} / {ev.sk} was rewritten in place at "
-                       f"{_iso(ev.approximate_creation_ms)} (the archive holds both versions; "
+                       f"{iso_ms(ev.approximate_creation_ms)} (the archive holds both versions; "
                        "savers never rewrite an event)")
             continue
         try:
@@ -445,17 +445,17 @@ def check_archive(report: Report, hasher: Hasher, events: Iterable[Any], damaged
             continue
         if rec is None:
             continue
-        record_type = KIND_RECORD[ev.kind]
+        record_type = RECORD_OF_KIND[ev.kind]
         if not check_hash(report, hasher, "archive", ev.thread_id, ev.checkpoint_ns,
                           ev.checkpoint_id, loc, record_type, rec):
             continue
         if ev.kind == _keys.KIND_CHECKPOINT and ev.checkpoint_id:
             _against_table(report, ev, rec, loc, tables.get(ev.thread_id))
-    for problem in damaged:
+    for damage in damaged:
         report.add(ARCHIVE_DAMAGED, "archive", thread_filter or "", None, None,
-                   f"s3://{bucket}/{problem.file}"
-                   + (f" #{problem.position}" if problem.position is not None else ""),
-                   problem.reason)
+                   f"s3://{bucket}/{damage.file}"
+                   + (f" #{damage.position}" if damage.position is not None else ""),
+                   damage.reason)
     report.counts["archive files damaged"] += len(damaged)
     # The other way: what the table has that the archive should have. A thread's items
     # share a stream shard, read in order: once the archive holds a later checkpoint of
@@ -472,7 +472,7 @@ def check_archive(report: Report, hasher: Hasher, events: Iterable[Any], damaged
             if later > cid:
                 why = f"the archive holds the later checkpoint {later} of the same namespace"
             elif newest_ms - tev.written_at_ms > MAX_RECORD_AGE_MS:
-                why = (f"the archive holds events up to {_iso(newest_ms)}, beyond the "
+                why = (f"the archive holds events up to {iso_ms(newest_ms)}, beyond the "
                        "stream's record age limit after this one")
             else:
                 report.counts["checkpoints not archived yet"] += 1
@@ -483,7 +483,7 @@ def check_archive(report: Report, hasher: Hasher, events: Iterable[Any], damaged
                        "an archive file was removed, or the archiver was not running")
 
 
-def _against_table(report: Report, ev: Any, rec: dict[str, Any], loc: str,
+def _against_table(report: Report, ev: ArchivedEvent, rec: dict[str, Any], loc: str,
                    state: ThreadState | None) -> None:
     if state is None and _expired(ev):
         report.counts["checkpoints expired (TTL)"] += 1
@@ -495,7 +495,7 @@ def _against_table(report: Report, ev: Any, rec: dict[str, Any], loc: str,
                    "archived checkpoint of a thread that has no item left in the table, "
                    "while its archive key still exists (delete_thread destroys the key)")
         return
-    ns, cid = ev.checkpoint_ns, ev.checkpoint_id
+    ns, cid = ev.checkpoint_ns, ev.checkpoint_id or ""
     tev = state.checkpoints.get((ns, cid))
     if tev is not None:
         report.counts["checkpoints matched table to archive"] += 1
@@ -522,14 +522,14 @@ def _against_table(report: Report, ev: Any, rec: dict[str, Any], loc: str,
                "delete_thread removed it")
 
 
-def _shredded(report: Report, ev: Any, loc: str, state: ThreadState | None) -> None:
+def _shredded(report: Report, ev: ArchivedEvent, loc: str, state: ThreadState | None) -> None:
     """An archived event whose thread key is gone: fine when delete_thread erased the
     thread; a problem when its checkpoint is still in the table (someone destroyed the
     key, and with it the archive's testimony)."""
     ns, cid = ev.checkpoint_ns, ev.checkpoint_id
     if (ev.kind == _keys.KIND_CHECKPOINT and cid and state is not None
             and (ns, cid) in state.checkpoints
-            and getattr(ev, "key_id", None) != "withheld"):
+            and ev.key_id != _shred.WITHHELD_KEY_ID):
         report.add(REMOVED, "archive", ev.thread_id, ns, cid, loc,
                    "the archived event can no longer be read (the thread's archive key is "
                    "gone) although the checkpoint is still in the table and the thread was "
@@ -538,53 +538,12 @@ def _shredded(report: Report, ev: Any, loc: str, state: ThreadState | None) -> N
     report.counts["archive events erased (thread deleted)"] += 1
 
 
-def _expired(ev: Any) -> bool:
+def _expired(ev: ArchivedEvent) -> bool:
     """The item had a TTL that has passed: DynamoDB deletes it (within a few days)."""
-    exp = getattr(ev, "expires_at", None)
-    return exp is not None and exp <= time.time()
-
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+    return ev.expires_at is not None and ev.expires_at <= time.time()
 
 
 # -- reading ---------------------------------------------------------------------------
-
-
-def thread_ids(client: DynamoDBClient, table: str) -> Iterator[str]:
-    """Every thread with an item in the table: a keys-only Scan (verify must not trust
-    the projector's indexes, which an attacker could edit too)."""
-    kw: dict[str, Any] = {
-        "TableName": table, "ProjectionExpression": "PK",
-        "FilterExpression": "begins_with(PK, :t)", "ExpressionAttributeValues": {":t": {"S": "T#"}},
-    }
-    seen: set[str] = set()
-    while True:
-        page = client.scan(**kw)
-        for item in page.get("Items", []):
-            pk = item["PK"]["S"]
-            if pk not in seen:
-                seen.add(pk)
-                yield _keys.thread_from_pk(pk)
-        if "LastEvaluatedKey" not in page:
-            return
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def partition(client: DynamoDBClient, table: str, thread_id: str) -> list[Item]:
-    """Every item of a thread's partition, consistently read."""
-    kw: dict[str, Any] = {
-        "TableName": table, "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": _keys.thread_pk(thread_id)}},
-        "ConsistentRead": True,
-    }
-    items: list[Item] = []
-    while True:
-        page = client.query(**kw)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def verify(
@@ -593,22 +552,27 @@ def verify(
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Check the table (one thread, or all) and, with a bucket, the archive. Raises
-    LookupError when ``thread_id`` is in neither."""
+    NotFoundError when ``thread_id`` is in neither."""
     report = Report(hasher.key_id)
     tick = progress or (lambda message: None)
+    # Threads from the table itself (a keys-only Scan), not from the projector's
+    # ThreadIndex, which whoever could edit the table could edit too.
     ids = [thread_id] if thread_id is not None else list(thread_ids(dynamodb, table))
     states: dict[str, ThreadState] = {}
-    for n, tid in enumerate(ids):
-        tick(f"verifying the table: thread {n + 1:,} of {len(ids):,}")
-        items = partition(dynamodb, table, tid)
-        if items:
-            states[tid] = check_thread(report, hasher, tid, items)
+    store = DynamoJournalStore(dynamodb, table)
+    try:
+        for n, tid in enumerate(ids):
+            tick(f"verifying the table: thread {n + 1:,} of {len(ids):,}")
+            pk = _keys.thread_pk(tid)
+            items = [i for page in store.pages(pk, prefix="") for i in page]
+            if items:
+                states[tid] = check_thread(report, hasher, tid, items)
+    finally:
+        store.close()
     archived = 0
     if s3 is not None and bucket:
-        from checkpoint_journal._archive_read import iter_archive
-
-        damaged: list[Any] = []
-        events = iter_archive(
+        damaged: list[ArchiveDamage] = []
+        events = archive.iter_archive(
             s3, bucket, dynamodb=dynamodb, table=table, thread_id=thread_id, damaged=damaged,
             progress=lambda done, total: tick(f"verifying the archive: file {done:,} of {total:,}"),
         )
@@ -616,7 +580,7 @@ def verify(
                       thread_filter=thread_id)
         archived = report.counts["archive events"]
     if thread_id is not None and not states and not archived:
-        raise LookupError(f"thread {thread_id!r} is neither in the table nor in the archive")
+        raise NotFoundError(f"thread {thread_id!r} is neither in the table nor in the archive")
     return report
 
 

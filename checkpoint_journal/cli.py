@@ -471,36 +471,32 @@ exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
     p.set_defaults(func=_cmd_verify)
 
 
-def _chain_key_file(args: argparse.Namespace) -> bytes | None:
+def _chain_key_source(args: argparse.Namespace) -> tuple[str, str] | None:
+    """Where the chain key comes from: ("file", path) or ("secret", arn); flags first,
+    then $CHECKPOINT_JOURNAL_CHAIN_KEY_FILE, then $CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET."""
     import os
 
-    path = args.chain_key_file
-    if not path and not args.chain_key_secret:
-        path = os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE")
-    if not path:
-        return None
-    from pathlib import Path
-
-    # A text key file (`openssl rand -hex 32 > chain.key`) ends with a newline that is
-    # not part of the key.
-    return Path(path).read_bytes().rstrip(b"\r\n")
+    for kind, value in (
+        ("file", args.chain_key_file), ("secret", args.chain_key_secret),
+        ("file", os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE")),
+        ("secret", os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET")),
+    ):
+        if value:
+            return kind, value
+    return None
 
 
-def _chain_key_secret(args: argparse.Namespace) -> bytes | None:
-    """The chain key from Secrets Manager (endpoint and region as boto3 resolves them,
-    e.g. $AWS_ENDPOINT_URL_SECRETS_MANAGER), or None when no secret is named."""
-    import os
+def _read_chain_key(kind: str, where: str, region: str | None) -> bytes:
+    """The chain key from a file (its final newline is not part of the key: `openssl
+    rand -hex 32 > chain.key`) or from Secrets Manager (endpoint and region as boto3
+    resolves them, e.g. $AWS_ENDPOINT_URL_SECRETS_MANAGER)."""
+    if kind == "file":
+        from pathlib import Path
 
+        return Path(where).read_bytes().rstrip(b"\r\n")
     import boto3
 
-    arn = args.chain_key_secret
-    if not arn and not args.chain_key_file and not os.environ.get(
-        "CHECKPOINT_JOURNAL_CHAIN_KEY_FILE"
-    ):
-        arn = os.environ.get("CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET")
-    if not arn:
-        return None
-    got = boto3.client("secretsmanager", region_name=args.region).get_secret_value(SecretId=arn)
+    got = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=where)
     if "SecretString" in got:
         return str(got["SecretString"]).encode()
     return bytes(got["SecretBinary"])
@@ -511,24 +507,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     from checkpoint_journal import _chain, _verify
 
-    try:
-        key_from_file = _chain_key_file(args)
-        if key_from_file is not None:
-            _chain.key_bytes(key_from_file)
-    except (OSError, ValueError) as e:
-        _err(f"chain key: {e}")
-        return 2
+    source = _chain_key_source(args)
+    key: bytes | None = None
+    if source is not None and source[0] == "file":
+        # A bad key file is a usage error, found before connecting to anything.
+        try:
+            key = _chain.key_bytes(_read_chain_key(*source, args.region))
+        except (OSError, ValueError) as e:
+            _err(f"chain key: {e}")
+            return 2
     bucket = args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET") or None
     archive = bucket is not None and not args.no_archive
 
     def run(saver: Any, progress: Any) -> tuple[Any, Any, int]:
-        key = key_from_file if key_from_file is not None else _chain_key_secret(args)
-        try:
-            hasher = _chain.Hasher(_chain.key_bytes(key))
-        except ValueError as e:
-            from checkpoint_journal._browse import UsageError
+        secret = key
+        if source is not None and source[0] == "secret":
+            try:
+                secret = _chain.key_bytes(_read_chain_key(*source, args.region))
+            except ValueError as e:
+                from checkpoint_journal._browse import UsageError
 
-            raise UsageError(f"chain key: {e}") from None
+                raise UsageError(f"chain key: {e}") from None
+        hasher = _chain.Hasher(secret)
         report = _verify.verify(
             saver._store.client, saver.table_name, hasher=hasher, thread_id=args.thread,
             s3=saver._s3 if archive else None, bucket=bucket if archive else None,
@@ -554,11 +554,7 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, ...]]
     import os
     import shutil
 
-    import botocore.exceptions
-
-    from checkpoint_journal import _browse as browse
     from checkpoint_journal import _browse_text as text
-    from checkpoint_journal.errors import InvalidKeyError, JournalError
     from checkpoint_journal.saver import JournalSaver
 
     table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")
@@ -591,35 +587,12 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, ...]]
             width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
             for line in render(style, width):
                 out(line)
-    except (browse.NotFoundError, LookupError) as e:
+    except (Exception, KeyboardInterrupt) as e:
         progress.close()
-        _err(str(e).strip("'\""))
-        return 3
-    except (browse.UsageError, InvalidKeyError) as e:
-        progress.close()
-        _err(str(e))
-        return 2
-    except JournalError as e:
-        progress.close()
-        _err(str(e))
-        return 1
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-        progress.close()
-        _err(f"{type(e).__name__}: {e}")
-        return 1
-    except KeyboardInterrupt:
-        progress.close()
-        _err("interrupted")
-        return 130
-    except BrokenPipeError:
-        # The reader went away (| head): not an error. Point stdout at /dev/null so the
-        # interpreter's final flush does not complain.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 0
+        status = text.exit_status(e, _err)
+        if status is None:
+            raise
+        return status
     finally:
         if saver is not None:
             saver.close()

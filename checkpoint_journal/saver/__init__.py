@@ -781,7 +781,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
             origins[ch] = (ver, now_ms)
         stored_checkpoint = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         md = get_checkpoint_metadata(config, metadata)
-        record = {
+        record: dict[str, Any] = {
             "thread_id": thread_id,
             "checkpoint_ns": ns_name,
             "checkpoint_id": cid,
@@ -792,21 +792,20 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
             "blobs": blobs,
             "channel_versions": [{"channel": ch, "version": v} for ch, v in versions.items()],
         }
-        content = self._hasher.stamp(schemas.RECORD_CHECKPOINT, record)
-        chain = record["chain_hash"] = self._hasher.chain(parent_chain, content)
+        encoded = self._hasher.encode(schemas.RECORD_CHECKPOINT, record,
+                                      compress=self.compression, parent_chain=parent_chain)
         extra = metadata_attrs(md)
         if parent_id:
             extra["parent"] = {"S": parent_id}
         if visible_until is not None and visible_until != expires_at:
             extra["visible_until"] = {"N": str(visible_until)}
-        encoded = schemas.encode(schemas.RECORD_CHECKPOINT, record, compress=self.compression)
         plan = plan_items(
             pk, sk, _keys.KIND_CHECKPOINT, encoded,
             written_at_ms=now_ms, expires_at=expires_at, extra=extra,
             max_item_bytes=self.max_item_bytes,
         )
         self._store.append(plan)
-        self._remember((thread_id, ns_name, cid), origins, chain)
+        self._remember((thread_id, ns_name, cid), origins, record["chain_hash"])
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -849,8 +848,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
                 for i, (ch, v) in enumerate(writes)
             ],
         }
-        self._hasher.stamp(schemas.RECORD_WRITES, record)
-        encoded = schemas.encode(schemas.RECORD_WRITES, record, compress=self.compression)
+        encoded = self._hasher.encode(schemas.RECORD_WRITES, record, compress=self.compression)
         plan = plan_items(
             pk, sk, _keys.KIND_WRITES, encoded,
             written_at_ms=now_ms, expires_at=self._expires_at(now),

@@ -9,7 +9,6 @@ chunks are written first, the commit last; chunks without a commit are invisible
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping

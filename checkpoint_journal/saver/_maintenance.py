@@ -141,8 +141,7 @@ class Maintenance:
                 "thread_id": thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
                 "written_at": now_ms, "blobs": carried,
             }
-            self._hasher.stamp(schemas.RECORD_BLOBS, record)
-            encoded = schemas.encode(schemas.RECORD_BLOBS, record, compress=self.compression)
+            encoded = self._hasher.encode(schemas.RECORD_BLOBS, record, compress=self.compression)
             plans.append(plan_items(
                 pk, _keys.blobs_sk(ns_name, cid, uniq(now_ms)), _keys.KIND_BLOBS, encoded,
                 written_at_ms=now_ms, expires_at=self._expires_at(now),
@@ -164,8 +163,7 @@ class Maintenance:
                     "thread_id": thread_id, "checkpoint_ns": ns_name, "written_at": now_ms,
                     "reason": reason, "removed": gone[i:i + per_marker],
                 }
-                self._hasher.stamp(schemas.RECORD_REMOVAL, marker)
-                encoded = schemas.encode(
+                encoded = self._hasher.encode(
                     schemas.RECORD_REMOVAL, marker, compress=self.compression
                 )
                 plans.append(plan_items(
@@ -207,7 +205,7 @@ class Maintenance:
                     ].blobs:
                         assert not isinstance(r.value, BlobRef)  # a journal-only fold
                         blobs[(ch, r.version)] = r.value
-                record = {
+                record: dict[str, Any] = {
                     "thread_id": target_thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
                     "parent_checkpoint_id": event.parent_checkpoint_id, "written_at": now_ms,
                     "checkpoint": {"type": event.checkpoint[0], "data": event.checkpoint[1]},
@@ -222,14 +220,14 @@ class Maintenance:
                         for ch, v in checkpoint["channel_versions"].items()
                     ],
                 }
-                content = self._hasher.stamp(schemas.RECORD_CHECKPOINT, record)
-                chains[cid] = record["chain_hash"] = self._hasher.chain(
-                    chains.get(event.parent_checkpoint_id or ""), content
+                encoded = self._hasher.encode(
+                    schemas.RECORD_CHECKPOINT, record, compress=self.compression,
+                    parent_chain=chains.get(event.parent_checkpoint_id or ""),
                 )
+                chains[cid] = record["chain_hash"]
                 extra = metadata_attrs(self._loads(event.metadata))
                 if event.parent_checkpoint_id:
                     extra["parent"] = {"S": event.parent_checkpoint_id}
-                encoded = schemas.encode(schemas.RECORD_CHECKPOINT, record, compress=self.compression)
                 plans.append(plan_items(
                     pk, _keys.checkpoint_sk(ns_name, cid), _keys.KIND_CHECKPOINT, encoded,
                     written_at_ms=now_ms, expires_at=expires_at, extra=extra,
@@ -247,8 +245,9 @@ class Maintenance:
                         "checkpoint_id": cid, "task_id": task_id, "task_path": task_path,
                         "written_at": now_ms, "writes": ws,
                     }
-                    self._hasher.stamp(schemas.RECORD_WRITES, record)
-                    encoded = schemas.encode(schemas.RECORD_WRITES, record, compress=self.compression)
+                    encoded = self._hasher.encode(
+                        schemas.RECORD_WRITES, record, compress=self.compression
+                    )
                     plans.append(plan_items(
                         pk, _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms)),
                         _keys.KIND_WRITES, encoded, written_at_ms=now_ms, expires_at=expires_at,

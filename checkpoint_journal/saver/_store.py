@@ -17,7 +17,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from checkpoint_journal import errors
+from checkpoint_journal import _keys, errors
 from checkpoint_journal.saver._items import Item, ItemPlan
 
 if TYPE_CHECKING:
@@ -112,6 +112,20 @@ def call(fn: Callable[[], T], *, table: str, what: str) -> T:
         return fn()
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         translate(e, table=table, what=what)
+
+
+def thread_ids(client: DynamoDBClient, table: str) -> Iterator[str]:
+    """Every thread with an item in the table: a keys-only Scan, for operators and
+    auditors (rebuild --all, verify), never on an agent's path (I7)."""
+    seen: set[str] = set()
+    for page in client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression="#pk", ExpressionAttributeNames={"#pk": "PK"},
+    ):
+        for item in page.get("Items", []):
+            pk = item["PK"]["S"]
+            if pk not in seen and pk.startswith("T#"):
+                seen.add(pk)
+                yield _keys.thread_from_pk(pk)
 
 
 class DynamoJournalStore:

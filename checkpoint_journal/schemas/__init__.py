@@ -117,10 +117,37 @@ def unsqueeze(body: bytes, codec: str, what: str) -> bytes:
         raise CorruptRecordError(f"{what}: zstd payload is damaged: {e}") from e
 
 
-def encode(record: str, value: dict[str, Any], *, compress: bool) -> Encoded:
+@cache
+def _extension(record: str) -> Any | None:
+    """The fields the current schema of ``record`` appends to its v1 schema, as a record
+    schema of their own, when v1's fields are the current schema's first fields
+    unchanged (None otherwise, or when v1 is current). Avro encodes a record as its
+    fields one after the other, so v1's encoding followed by this one's is the current
+    encoding."""
+    cur, first = current(record), version(record, 1)
+    n = len(first.raw["fields"])
+    if cur.version == 1 or cur.raw["fields"][:n] != first.raw["fields"]:
+        return None
+    return fastavro.parse_schema(
+        {"type": "record", "name": f"{record}_extension", "fields": cur.raw["fields"][n:]}
+    )
+
+
+def encode(
+    record: str, value: dict[str, Any], *, compress: bool, v1: bytes | None = None
+) -> Encoded:
+    """``value`` in the current schema of ``record``. ``v1``: its encoding under the
+    record's v1 schema, already made (the content hash's input): the current encoding
+    then extends it instead of encoding every field again."""
     schema = current(record)
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, schema.parsed, value)
+    extension = _extension(record) if v1 is not None else None
+    if extension is not None:
+        assert v1 is not None
+        buf.write(v1)
+        fastavro.schemaless_writer(buf, extension, value)
+    else:
+        fastavro.schemaless_writer(buf, schema.parsed, value)
     raw = buf.getvalue()
     body, codec = squeeze(raw) if compress else (raw, CODEC_NULL)
     return Encoded(body, schema.fingerprint, codec)

@@ -28,7 +28,7 @@ from checkpoint_journal import _blobs, _keys
 from checkpoint_journal._size import MAX_ITEM_BYTES
 from checkpoint_journal.saver._fold import Namespace, fold_partition, survey
 from checkpoint_journal.saver._items import Item
-from checkpoint_journal.saver._store import DynamoJournalStore
+from checkpoint_journal.saver._store import DynamoJournalStore, thread_ids
 from checkpoint_journal.stream_handlers._lambda import journal_key
 from checkpoint_journal.stream_handlers._view import ViewItems, build_view, head_item
 
@@ -385,17 +385,7 @@ class Projector:
 
     def threads(self) -> Iterable[str]:
         """Every thread id in the table (a Scan: for rebuild-all and operators only)."""
-        seen: set[str] = set()
-        paginator = self.ddb.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self.table_name, ProjectionExpression="#pk",
-            ExpressionAttributeNames={"#pk": "PK"},
-        ):
-            for item in page.get("Items", []):
-                pk = item["PK"]["S"]
-                if pk not in seen and pk.startswith("T#"):
-                    seen.add(pk)
-                    yield _keys.thread_from_pk(pk)
+        return thread_ids(self.ddb, self.table_name)
 
 
 def _size(item: Item) -> int:

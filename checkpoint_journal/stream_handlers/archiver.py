@@ -71,7 +71,7 @@ def make_handler(env: Mapping[str, str], archiver: Archiver | None = None) -> Ha
     ``archiver`` of their own (e.g. with a failing S3 client)."""
     archiver = archiver or make_archiver(env)
     obs = observability(env, SERVICE, "CHECKPOINT_JOURNAL_ARCHIVER_LOG_LEVEL")
-    in_lambda, logger, metrics, tracer = obs.in_lambda, obs.logger, obs.metrics, obs.tracer
+    logger, metrics, tracer = obs.logger, obs.metrics, obs.tracer
 
     @tracer.capture_method(capture_response=False)
     def archive(records: list[dict[str, Any]]) -> Written:

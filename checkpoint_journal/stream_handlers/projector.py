@@ -74,7 +74,7 @@ def make_handler(env: Mapping[str, str], projector: Projector | None = None) -> 
     ``projector`` of their own (e.g. with instrumented clients)."""
     projector = projector or make_projector(env)
     obs = observability(env, SERVICE, "CHECKPOINT_JOURNAL_PROJECTOR_LOG_LEVEL")
-    in_lambda, logger, metrics, tracer = obs.in_lambda, obs.logger, obs.metrics, obs.tracer
+    logger, metrics, tracer = obs.logger, obs.metrics, obs.tracer
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     pool = ThreadPoolExecutor(NAMESPACE_CONCURRENCY, thread_name_prefix="cj-namespaces")
 

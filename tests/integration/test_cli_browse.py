@@ -10,7 +10,6 @@ then an approval that stops at an interrupt. The commands run in-process through
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
-from checkpoint_journal.cli import main
+from tests.integration.cli_runner import Result, run_cli
 from checkpoint_journal.local import LocalDeployment
 from tests.integration.graphs import build_approval, build_chat
 from tests.integration.test_projector import kb_text
@@ -68,16 +67,6 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         yield World(dep, secret, chat, approval, kb, chat_ids, approval_ids)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
 @pytest.fixture
 def cli(world: World, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Any:
@@ -85,15 +74,7 @@ def cli(world: World, monkeypatch: pytest.MonkeyPatch,
     prints (pass env=... to change it), returning exit code, stdout and stderr."""
 
     def call(*argv: str, env: dict[str, str | None] | None = None) -> Result:
-        for name, value in {**world.dep.env(), **(env or {})}.items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        monkeypatch.delenv("NO_COLOR", raising=False)
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+        return run_cli(world.dep, monkeypatch, capsys, argv, env, unset=["NO_COLOR"])
 
     return call
 

@@ -20,8 +20,8 @@ import fastavro
 import pytest
 
 from checkpoint_journal import schemas
-from checkpoint_journal.cli import main
 from checkpoint_journal.local import LocalDeployment
+from tests.integration.cli_runner import Result, run_cli
 from tests.integration.graphs import build_chat
 from tests.integration.test_archiver import journal_items
 
@@ -32,16 +32,6 @@ class World:
     chat: str
     erased: str
     secret: str
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +53,7 @@ def world(deployment: LocalDeployment) -> Iterator[World]:
 def cli(world: World, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Any:
     def call(*argv: str, env: dict[str, str | None] | None = None) -> Result:
-        for name, value in {**world.dep.env(), **(env or {})}.items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        code = main(["export", *argv])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+        return run_cli(world.dep, monkeypatch, capsys, ["export", *argv], env)
 
     return call
 

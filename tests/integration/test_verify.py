@@ -11,11 +11,9 @@ done the way an attacker with table access would: raw DynamoDB requests.
 from __future__ import annotations
 
 import io
-import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,8 @@ import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from checkpoint_journal import _chain, _keys, schemas
-from checkpoint_journal.cli import main
 from checkpoint_journal.local import LocalDeployment
+from tests.integration import cli_runner
 from tests.integration.graphs import build_approval, build_chat
 
 BACKENDS = ["moto", "dynamodb-local"]
@@ -45,15 +43,7 @@ def key_file(tmp_path: Path) -> str:
     return str(path)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
+class Result(cli_runner.Result):
     def problems(self) -> list[tuple[str, str | None]]:
         return [(p["problem"], p["checkpoint_id"]) for p in self.json()["problems"]]
 
@@ -67,17 +57,9 @@ class Result:
 def cli(dep: LocalDeployment, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Any:
     def call(*argv: str, env: dict[str, str | None] | None = None) -> Result:
-        for name, value in {**dep.env(), **(env or {})}.items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        for name in ("CHECKPOINT_JOURNAL_CHAIN_KEY_FILE", "CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET"):
-            if name not in (env or {}):
-                monkeypatch.delenv(name, raising=False)
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+        r = cli_runner.run_cli(dep, monkeypatch, capsys, argv, env, unset=[
+            "CHECKPOINT_JOURNAL_CHAIN_KEY_FILE", "CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET"])
+        return Result(r.code, r.out, r.err)
 
     return call
 

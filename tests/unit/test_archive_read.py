@@ -12,13 +12,10 @@ import datetime as dt
 import hashlib
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import fastavro
 import pytest
-from moto import mock_aws
 
 from checkpoint_journal import _keys, _shred, schemas
 from checkpoint_journal._archive_read import (
@@ -34,7 +31,6 @@ from checkpoint_journal.stream_handlers._archiver import (
     RECORD_ARCHIVE,
     Archiver,
     archive_record,
-    container,
 )
 from tests.unit.test_archiver import (
     BUCKET,
@@ -49,25 +45,6 @@ from tests.unit.test_archiver import (
 )
 
 DAY = 86_400
-
-
-@pytest.fixture()
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                       {"AttributeName": "SK", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                  {"AttributeName": "SK", "AttributeType": "S"}],
-        )
-        yield s3, ddb
 
 
 def _archive(s3: Any, ddb: Any, items: list[dict[str, Any]], *, first_seq: int = 100,

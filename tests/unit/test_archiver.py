@@ -13,13 +13,11 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import fastavro
 import pytest
-from moto import mock_aws
 
 from checkpoint_journal import _keys, _shred, schemas
 from checkpoint_journal.errors import BucketNotFoundError, CorruptRecordError, TransientError
@@ -601,25 +599,6 @@ def test_the_key_cache_is_bounded_in_size_and_age() -> None:
 # -- the handler, on in-process S3 and DynamoDB -----------------------------------------------
 
 TABLE = "archive-unit-journal"
-
-
-@pytest.fixture()
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                       {"AttributeName": "SK", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                  {"AttributeName": "SK", "AttributeType": "S"}],
-        )
-        yield s3, ddb
 
 
 def _keys_in(s3: Any, prefix: str = "") -> dict[str, str]:

@@ -125,3 +125,28 @@ def test_tombstone_hash_covers_key_and_time() -> None:
     assert h.tombstone("T#t", "J##~", 1001) != digest
     assert h.tombstone("T#u", "J##~", 1000) != digest
     assert _chain.Hasher(b"k" * 16).tombstone("T#t", "J##~", 1000) != digest
+
+
+@pytest.mark.parametrize("key", [None, b"k" * 32])
+def test_encoding_extends_the_hashed_v1_bytes(key: bytes | None) -> None:
+    """The saver encodes an event's values once: the v2 body is the hashed v1 encoding
+    followed by the hash fields, byte for byte what a full v2 encoding gives."""
+    h = _chain.Hasher(key)
+    records = {
+        schemas.RECORD_CHECKPOINT: _checkpoint(),
+        schemas.RECORD_WRITES: {
+            "thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c", "task_id": "x",
+            "task_path": "p", "written_at": 1,
+            "writes": [{"channel": "a", "idx": 0, "value": {"type": "msgpack", "data": b"1"}}]},
+        schemas.RECORD_BLOBS: {
+            "thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c", "written_at": 1,
+            "blobs": [{"channel": "a", "version": 2, "value": None}]},
+    }
+    for record, value in records.items():
+        enc = h.encode(record, value, compress=False, parent_chain="ab" * 32)
+        full = schemas.encode(record, value, compress=False)
+        assert enc.body == full.body and enc.fingerprint == full.fingerprint, record
+        back = schemas.decode(record, enc.body, enc.fingerprint, enc.codec)
+        assert back["content_hash"] == h.content(record, back) == value["content_hash"]
+    assert records[schemas.RECORD_CHECKPOINT]["chain_hash"] == h.chain(
+        "ab" * 32, records[schemas.RECORD_CHECKPOINT]["content_hash"])
