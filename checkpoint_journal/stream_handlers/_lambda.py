@@ -7,7 +7,8 @@ never touched); Lambda builds it once from ``os.environ``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -79,3 +80,19 @@ def observability(env: Mapping[str, str], service: str, local_level_var: str) ->
                         namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "CheckpointJournal")),
         tracer=Tracer(service=service, disabled=not in_lambda),
     )
+
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def entry_point(make_handler: Callable[[Mapping[str, str]], Handler]) -> Handler:
+    """A Lambda entry point: the handler is built from ``os.environ`` on the first
+    invocation and kept while the container stays warm."""
+    built: list[Handler] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not built:
+            built.append(make_handler(os.environ))
+        return built[0](event, context)
+
+    return handler

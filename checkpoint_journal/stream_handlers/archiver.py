@@ -20,9 +20,8 @@ sizes, sequence numbers and object keys, never payloads, keys, thread ids or met
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -30,7 +29,7 @@ from botocore.config import Config
 
 from checkpoint_journal._shred import DynamoKeyStore
 from checkpoint_journal.errors import JournalError
-from checkpoint_journal.stream_handlers._lambda import observability
+from checkpoint_journal.stream_handlers._lambda import Handler, entry_point, observability
 from checkpoint_journal.stream_handlers._lambda import session as lambda_session
 from checkpoint_journal.stream_handlers._archiver import (
     DEFAULT_INLINE_LIMIT_BYTES,
@@ -38,7 +37,6 @@ from checkpoint_journal.stream_handlers._archiver import (
     Written,
 )
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 SERVICE = "checkpoint-journal-archiver"
 
@@ -117,15 +115,8 @@ def make_handler(env: Mapping[str, str], archiver: Archiver | None = None) -> Ha
     return handle
 
 
-_handler: Handler | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point."""
-    global _handler
-    if _handler is None:
-        _handler = make_handler(os.environ)
-    return _handler(event, context)
+handler = entry_point(make_handler)
+"""Lambda entry point (template.yaml's Handler)."""
 
 
 __all__ = ["handler", "make_archiver", "make_handler"]

@@ -14,11 +14,10 @@ deployment). Logs carry keys, counts and sizes, never payloads.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,7 +30,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from botocore.config import Config
 
 from checkpoint_journal import _blobs
-from checkpoint_journal.stream_handlers._lambda import observability
+from checkpoint_journal.stream_handlers._lambda import Handler, entry_point, observability
 from checkpoint_journal.stream_handlers._lambda import session as lambda_session
 from checkpoint_journal.stream_handlers._projector import (
     Doorbell,
@@ -41,7 +40,6 @@ from checkpoint_journal.stream_handlers._projector import (
     merge,
 )
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 SERVICE = "checkpoint-journal-projector"
 # Namespaces of one batch projected at once (each also overlaps its own writes).
@@ -146,15 +144,8 @@ def make_handler(env: Mapping[str, str], projector: Projector | None = None) -> 
     return handle
 
 
-_handler: Handler | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point."""
-    global _handler
-    if _handler is None:
-        _handler = make_handler(os.environ)
-    return _handler(event, context)
+handler = entry_point(make_handler)
+"""Lambda entry point (template.yaml's Handler)."""
 
 
 __all__ = ["Doorbell", "handler", "make_handler", "make_projector"]
