@@ -38,7 +38,7 @@ from typing import Any
 
 import boto3
 
-from checkpoint_journal import _keys
+from checkpoint_journal._core import keys as _keys
 
 __all__ = [
     "KIND_NAMES",
@@ -68,7 +68,7 @@ WRITE_OPERATIONS: frozenset[str] = frozenset(
     }
 )
 
-# checkpoint-journal's item kinds (the ``kind`` attribute, ``checkpoint_journal._keys``),
+# checkpoint-journal's item kinds (the ``kind`` attribute, ``checkpoint_journal._core.keys``),
 # as a report names them. Items of other savers have no ``kind``: "other item".
 KIND_NAMES: dict[str, str] = {
     _keys.KIND_CHECKPOINT: "checkpoint event",

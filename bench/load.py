@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from bench.counting import PhaseStats, RequestCounter
 from bench.projector import FUNCTION, ProjectorProbe
 from bench.workload import build_graph, turn_inputs
-from checkpoint_journal import _keys
+from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import MOTO_ITEM_BYTES, ConsumerStatus, LocalDeployment
 from checkpoint_journal.saver import JournalSaver
 

@@ -19,7 +19,7 @@ from typing import Any
 from bench.batch import BatchResult, Invocation, kinds_text
 from bench.counting import KIND_NAMES, PhaseStats, RequestCounter
 from bench.load import LoadResult, summarize
-from checkpoint_journal import _keys
+from checkpoint_journal._core import keys as _keys
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START_MARK = "<!-- bench:start -->"

@@ -32,8 +32,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_journal import _blobs, _chain, _index, _keys, errors, schemas
-from checkpoint_journal.saver._fold import (
+from checkpoint_journal import errors, schemas
+from checkpoint_journal._core import blobs as _blobs
+from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import index as _index
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
     Fold,
@@ -44,8 +48,8 @@ from checkpoint_journal.saver._fold import (
     fold_partition,
     survey,
 )
-from checkpoint_journal._size import MAX_ITEM_BYTES
-from checkpoint_journal.saver._items import (
+from checkpoint_journal._core.size import MAX_ITEM_BYTES
+from checkpoint_journal._core.items import (
     MIN_ITEM_BYTES,
     Item,
     metadata_attrs,
@@ -53,7 +57,7 @@ from checkpoint_journal.saver._items import (
     uniq,
 )
 from checkpoint_journal.saver._maintenance import Maintenance
-from checkpoint_journal.saver._store import (
+from checkpoint_journal._core.store import (
     DynamoJournalStore,
     call,
     make_clients,

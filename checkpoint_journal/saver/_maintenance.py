@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from checkpoint_journal import _chain, _keys, schemas
-from checkpoint_journal.saver._fold import BlobRef, Fold, value_record
-from checkpoint_journal.saver._items import metadata_attrs, plan_items, uniq
-from checkpoint_journal.saver._store import DynamoJournalStore
+from checkpoint_journal import schemas
+from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.fold import BlobRef, Fold, value_record
+from checkpoint_journal._core.items import metadata_attrs, plan_items, uniq
+from checkpoint_journal._core.store import DynamoJournalStore
 
 # Tombstones outlive the stream's 24-hour retention and Lambda's retries with margin.
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
@@ -68,7 +70,7 @@ class Maintenance:
         self._store.delete_keys([(p, s) for p, s in keys if s not in tomb])
         # Crypto-shredding: the thread's archived events become unreadable. After the
         # journal items, never before (the archiver's race rule, see _shred).
-        from checkpoint_journal._shred import DynamoKeyStore
+        from checkpoint_journal._core.shred import DynamoKeyStore
 
         DynamoKeyStore(self._store.client, self._store.table).delete(thread_id)
         self._forget_thread(thread_id)

@@ -50,8 +50,10 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import botocore.exceptions
 import fastavro
 
-from checkpoint_journal import _keys, _shred, schemas
-from checkpoint_journal._index import canonical
+from checkpoint_journal import schemas
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import shred as _shred
+from checkpoint_journal._core.index import canonical
 from checkpoint_journal.errors import (
     AccessDeniedError,
     BucketNotFoundError,

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from checkpoint_journal import _keys
+from checkpoint_journal._core import keys as _keys
 
 
 def session(env: Mapping[str, str]) -> boto3.session.Session:

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
-from checkpoint_journal import _blobs, _keys
-from checkpoint_journal._size import MAX_ITEM_BYTES
-from checkpoint_journal.saver._fold import Namespace, fold_partition, survey
-from checkpoint_journal.saver._items import Item
-from checkpoint_journal.saver._store import DynamoJournalStore, thread_ids
+from checkpoint_journal._core import blobs as _blobs
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.size import MAX_ITEM_BYTES
+from checkpoint_journal._core.fold import Namespace, fold_partition, survey
+from checkpoint_journal._core.items import Item
+from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
 from checkpoint_journal.stream_handlers._lambda import journal_key
 from checkpoint_journal.stream_handlers._view import ViewItems, build_view, head_item
 
@@ -389,6 +390,6 @@ class Projector:
 
 
 def _size(item: Item) -> int:
-    from checkpoint_journal._size import item_size
+    from checkpoint_journal._core.size import item_size
 
     return item_size(item)

@@ -11,16 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_journal import _blobs, _index, _keys, schemas
-from checkpoint_journal._size import MAX_ITEM_BYTES, item_size
-from checkpoint_journal.saver._fold import (
+from checkpoint_journal import schemas
+from checkpoint_journal._core import blobs as _blobs
+from checkpoint_journal._core import index as _index
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
+from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
     Namespace,
     Value,
     value_record,
 )
-from checkpoint_journal.saver._items import Item, to_attr
+from checkpoint_journal._core.items import Item, to_attr
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from checkpoint_journal._shred import DynamoKeyStore
+from checkpoint_journal._core.shred import DynamoKeyStore
 from checkpoint_journal.errors import JournalError
 from checkpoint_journal.stream_handlers._lambda import Handler, entry_point, observability
 from checkpoint_journal.stream_handlers._lambda import session as lambda_session

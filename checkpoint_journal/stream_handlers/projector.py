@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from botocore.config import Config
 
-from checkpoint_journal import _blobs
+from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal.stream_handlers._lambda import Handler, entry_point, observability
 from checkpoint_journal.stream_handlers._lambda import session as lambda_session
 from checkpoint_journal.stream_handlers._projector import (

@@ -45,7 +45,7 @@ def test_the_deployed_projector_folds_a_new_checkpoint() -> None:
     """The stack's stream drives the projector: a new checkpoint gets its view item."""
     import time
 
-    from checkpoint_journal import _keys
+    from checkpoint_journal._core import keys as _keys
 
     saver = _saver()
     thread = f"e2e-view-{uuid.uuid4()}"
@@ -70,8 +70,9 @@ def test_the_deployed_archiver_archives_and_verify_proves_it() -> None:
     and archive identical, and delete_thread shreds them."""
     import time
 
-    from checkpoint_journal import _chain, _verify
-    from checkpoint_journal._archive_read import iter_archive
+    from checkpoint_journal._core import chain as _chain
+    from checkpoint_journal.cli import verify as _verify
+    from checkpoint_journal._core.archive_read import iter_archive
 
     key = os.urandom(32).hex()
     saver = JournalSaver(os.environ["CHECKPOINT_JOURNAL_TABLE"],

@@ -24,7 +24,10 @@ import fastavro
 import pytest
 from botocore.config import Config
 
-from checkpoint_journal import _archive_read, _keys, _shred, schemas
+from checkpoint_journal import schemas
+from checkpoint_journal._core import archive_read as _archive_read
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import shred as _shred
 from checkpoint_journal.errors import BucketNotFoundError, TransientError
 from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers._archiver import Archiver

@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 
 from checkpoint_journal import JournalSaver
 from checkpoint_journal.cli import build_parser, main
-from checkpoint_journal.demo import DemoResult, run_demo
+from checkpoint_journal.cli.demo import DemoResult, run_demo
 
 SUBCOMMANDS = ["local", "demo", "rebuild", "threads", "history", "show", "diff", "verify",
                "export"]

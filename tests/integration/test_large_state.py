@@ -10,12 +10,12 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
 from checkpoint_journal import JournalSaver
-from checkpoint_journal._size import MAX_ITEM_BYTES
+from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal.local import LocalDeployment
 
 
 def _items(dep: LocalDeployment, thread_id: str) -> list[dict[str, Any]]:
-    from checkpoint_journal._keys import thread_pk
+    from checkpoint_journal._core.keys import thread_pk
 
     ddb = dep.client("dynamodb")
     items: list[dict[str, Any]] = []
@@ -58,7 +58,7 @@ def test_large_incompressible_state_round_trips(deployment: LocalDeployment, siz
     kinds = sorted(i["kind"]["S"] for i in items)
     assert kinds.count("C") == 1 and kinds.count("P") >= size // MAX_ITEM_BYTES
     # Every item is within DynamoDB's real limit, as DynamoDB counts it.
-    from checkpoint_journal._size import item_size
+    from checkpoint_journal._core.size import item_size
 
     assert max(item_size(i) for i in items) <= MAX_ITEM_BYTES
 
@@ -79,8 +79,9 @@ def test_pending_write_over_400kb(deployment: LocalDeployment) -> None:
 def test_chunks_without_commit_are_invisible(deployment: LocalDeployment) -> None:
     """A writer that died after its chunks and before its commit item leaves the
     previous state: the chunks are invisible (I2)."""
-    from checkpoint_journal import _keys, schemas
-    from checkpoint_journal.saver._items import plan_items
+    from checkpoint_journal import schemas
+    from checkpoint_journal._core import keys as _keys
+    from checkpoint_journal._core.items import plan_items
 
     thread = f"torn-{uuid.uuid4()}"
     config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}

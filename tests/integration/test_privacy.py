@@ -20,7 +20,9 @@ import fastavro
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from checkpoint_journal import _archive_read, _keys, _shred
+from checkpoint_journal._core import archive_read as _archive_read
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import shred as _shred
 from checkpoint_journal.cli import main
 from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers.archiver import make_handler

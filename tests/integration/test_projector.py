@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
-from checkpoint_journal import JournalSaver, _blobs, _keys
+from checkpoint_journal import JournalSaver
+from checkpoint_journal._core import blobs as _blobs
+from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import LocalDeployment
-from checkpoint_journal.saver._fold import decode_view
+from checkpoint_journal._core.fold import decode_view
 from checkpoint_journal.stream_handlers._projector import Doorbell, Projector
 from checkpoint_journal.stream_handlers.projector import make_handler
 from tests.integration.graphs import build_chat
@@ -227,7 +229,7 @@ def test_large_values_go_to_s3_once(quiet: LocalDeployment) -> None:
 
 
 def _blobs_ref() -> type:
-    from checkpoint_journal.saver._fold import BlobRef
+    from checkpoint_journal._core.fold import BlobRef
 
     return BlobRef
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from checkpoint_journal import _keys
+from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import LocalDeployment
 from botocore.config import Config
 

@@ -15,7 +15,7 @@ from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from checkpoint_journal import JournalSaver, errors, schemas
-from checkpoint_journal._keys import thread_pk
+from checkpoint_journal._core.keys import thread_pk
 from checkpoint_journal.local import LocalDeployment
 
 

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from checkpoint_journal import _chain, _keys, schemas
+from checkpoint_journal import schemas
+from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import LocalDeployment
 from tests.integration import cli_runner
 from tests.integration.graphs import build_approval, build_chat
@@ -612,7 +614,7 @@ def test_forged_tombstone_does_not_excuse_a_deletion(dep: LocalDeployment, cli: 
 def test_archive_key_removed_by_hand_is_reported(dep: LocalDeployment, cli: Any,
                                                  key_file: str) -> None:
     """Destroying a live thread's archive key silences the archive: verify says so."""
-    from checkpoint_journal import _shred
+    from checkpoint_journal._core import shred as _shred
 
     thread, ids = _chat(dep)
     dep.drain(timeout=30)

@@ -17,8 +17,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from checkpoint_journal import _keys, _shred, schemas
-from checkpoint_journal._archive_read import (
+from checkpoint_journal import schemas
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import shred as _shred
+from checkpoint_journal._core.archive_read import (
     ArchiveDamage,
     ArchivedEvent,
     iter_archive,
@@ -26,7 +28,7 @@ from checkpoint_journal._archive_read import (
     read_container,
 )
 from checkpoint_journal.errors import CorruptRecordError
-from checkpoint_journal.saver._items import plan_items
+from checkpoint_journal._core.items import plan_items
 from checkpoint_journal.stream_handlers._archiver import (
     RECORD_ARCHIVE,
     Archiver,
@@ -366,7 +368,7 @@ def test_a_time_range_reads_only_the_partitions_that_can_hold_it(aws: tuple[Any,
 
 
 def test_export_parses_iso_dates_and_times_as_utc_unless_zoned() -> None:
-    from checkpoint_journal._export import parse_when
+    from checkpoint_journal.cli.export import parse_when
 
     jan1 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     assert parse_when("2026-01-01") == jan1
@@ -381,8 +383,8 @@ def test_export_parses_iso_dates_and_times_as_utc_unless_zoned() -> None:
 
 
 def test_export_renders_typed_values_as_show_json_does(aws: tuple[Any, Any]) -> None:
-    from checkpoint_journal._browse import jsonable
-    from checkpoint_journal._export import event_doc, extract_record
+    from checkpoint_journal.cli.browse import jsonable
+    from checkpoint_journal.cli.export import event_doc, extract_record
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
     s3, ddb = aws

@@ -19,10 +19,12 @@ import boto3
 import fastavro
 import pytest
 
-from checkpoint_journal import _keys, _shred, schemas
+from checkpoint_journal import schemas
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import shred as _shred
 from checkpoint_journal.errors import BucketNotFoundError, CorruptRecordError, TransientError
 from checkpoint_journal.local._events import to_stream_record
-from checkpoint_journal.saver._items import metadata_attrs, plan_items
+from checkpoint_journal._core.items import metadata_attrs, plan_items
 from checkpoint_journal.stream_handlers import _archiver
 from checkpoint_journal.stream_handlers._archiver import (
     AVRO_CODEC,

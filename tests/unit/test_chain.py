@@ -10,7 +10,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from checkpoint_journal import _chain, schemas
+from checkpoint_journal import schemas
+from checkpoint_journal._core import chain as _chain
 
 
 def _checkpoint(**over: Any) -> dict[str, Any]:

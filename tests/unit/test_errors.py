@@ -6,7 +6,7 @@ import botocore.exceptions
 import pytest
 
 from checkpoint_journal import errors
-from checkpoint_journal.saver._store import translate
+from checkpoint_journal._core.store import translate
 
 
 def client_error(code: str, msg: str = "m") -> botocore.exceptions.ClientError:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from checkpoint_journal import _keys, schemas
-from checkpoint_journal.saver._fold import fold_partition
-from checkpoint_journal.saver._items import Item, plan_items
+from checkpoint_journal import schemas
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.fold import fold_partition
+from checkpoint_journal._core.items import Item, plan_items
 
 PK = _keys.thread_pk("t")
 

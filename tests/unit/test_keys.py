@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checkpoint_journal import _keys
+from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.errors import InvalidKeyError
 
 awkward = st.text(alphabet=st.sampled_from("ab#%|: é🙂\t~"), max_size=12)

@@ -188,7 +188,7 @@ def _add_demo(sub: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from checkpoint_journal.demo import run_demo
+    from checkpoint_journal.cli.demo import run_demo
 
     try:
         result = run_demo(backend=args.backend, out=out)
@@ -505,7 +505,8 @@ def _read_chain_key(kind: str, where: str, region: str | None) -> bytes:
 def _cmd_verify(args: argparse.Namespace) -> int:
     import os
 
-    from checkpoint_journal import _chain, _verify
+    from checkpoint_journal._core import chain as _chain
+    from checkpoint_journal.cli import verify as _verify
 
     source = _chain_key_source(args)
     key: bytes | None = None
@@ -525,7 +526,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             try:
                 secret = _chain.key_bytes(_read_chain_key(*source, args.region))
             except ValueError as e:
-                from checkpoint_journal._browse import UsageError
+                from checkpoint_journal.cli.browse import UsageError
 
                 raise UsageError(f"chain key: {e}") from None
         hasher = _chain.Hasher(secret)
@@ -554,7 +555,7 @@ def _browse(args: argparse.Namespace, run: Callable[[Any, Any], tuple[Any, ...]]
     import os
     import shutil
 
-    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.cli import render as text
     from checkpoint_journal.saver import JournalSaver
 
     table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")
@@ -606,8 +607,8 @@ def _serde() -> Any:
 
 
 def _cmd_threads(args: argparse.Namespace) -> int:
-    from checkpoint_journal import _browse as browse
-    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.cli import browse
+    from checkpoint_journal.cli import render as text
 
     def run(saver: Any, progress: Any) -> tuple[Any, Any]:
         rows = browse.list_threads(saver, limit=args.limit, progress=progress)
@@ -617,8 +618,8 @@ def _cmd_threads(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from checkpoint_journal import _browse as browse
-    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.cli import browse
+    from checkpoint_journal.cli import render as text
 
     def run(saver: Any, progress: Any) -> tuple[Any, Any]:
         journal = browse.read_namespace(saver, args.thread, args.ns, progress=progress)
@@ -631,8 +632,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from checkpoint_journal import _browse as browse
-    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.cli import browse
+    from checkpoint_journal.cli import render as text
 
     def run(saver: Any, progress: Any) -> tuple[Any, Any]:
         journal = browse.read_namespace(saver, args.thread, args.ns, progress=progress)
@@ -643,8 +644,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from checkpoint_journal import _browse as browse
-    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.cli import browse
+    from checkpoint_journal.cli import render as text
 
     def run(saver: Any, progress: Any) -> tuple[Any, Any]:
         journal = browse.read_namespace(saver, args.thread, args.ns, progress=progress)
@@ -690,7 +691,7 @@ def _when(end: bool) -> Callable[[str], int]:
     """--since / --until: epoch ms (the parser lives with export, imported when used)."""
 
     def parse(text: str) -> int:
-        from checkpoint_journal._export import when_arg
+        from checkpoint_journal.cli.export import when_arg
 
         return when_arg(end)(text)
 
@@ -729,7 +730,7 @@ def _add_export(sub: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from checkpoint_journal import _export
+    from checkpoint_journal.cli import export as _export
 
     return _export.run(args, _err)
 

@@ -17,8 +17,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from checkpoint_journal import _keys, errors
-from checkpoint_journal.saver._items import Item, ItemPlan
+from checkpoint_journal import errors
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.items import Item, ItemPlan
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -39,8 +39,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command, StateSnapshot, interrupt
 
-from checkpoint_journal import _blobs, _keys
-from checkpoint_journal._size import item_size
+from checkpoint_journal._core import blobs as _blobs
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.size import item_size
 from checkpoint_journal.local import Backend, LocalDeployment
 
 __all__ = [
@@ -548,9 +549,9 @@ def _step_audit(run: _Run) -> None:
     ``checkpoint-journal history`` command prints it."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-    from checkpoint_journal import _browse as browse
-    from checkpoint_journal import _browse_text as text
-    from checkpoint_journal._archive_read import iter_archive
+    from checkpoint_journal.cli import browse
+    from checkpoint_journal.cli import render as text
+    from checkpoint_journal._core.archive_read import iter_archive
 
     _heading(run, "6. The audit trail")
     kinds: Counter[str] = Counter()
@@ -564,7 +565,8 @@ def _step_audit(run: _Run) -> None:
     run.out(f"  s3://{run.dep.bucket}/archive/: {len(files)} Avro file(s) holding "
             f"{kinds.get('C', 0)} checkpoint events and {kinds.get('W', 0)} writes events "
             "of this thread (their contents encrypted with the thread's archive key)")
-    from checkpoint_journal import _chain, _verify
+    from checkpoint_journal._core import chain as _chain
+    from checkpoint_journal.cli import verify as _verify
 
     report = _verify.verify(
         run.saver._store.client, run.dep.table_name,

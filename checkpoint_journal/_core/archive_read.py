@@ -46,8 +46,10 @@ import botocore.exceptions
 import fastavro
 import zstandard
 
-from checkpoint_journal import _keys, _shred, errors, schemas
-from checkpoint_journal.saver._store import DynamoJournalStore
+from checkpoint_journal import errors, schemas
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import shred as _shred
+from checkpoint_journal._core.store import DynamoJournalStore
 from checkpoint_journal.stream_handlers._archiver import (
     PREFIX,
     RECORD_ARCHIVE,

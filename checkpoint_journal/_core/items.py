@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkpoint_journal import _keys
-from checkpoint_journal._index import canonical
-from checkpoint_journal._size import MAX_ITEM_BYTES, item_size
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.index import canonical
+from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal.schemas import Encoded
 
 Item = dict[str, Any]

@@ -38,9 +38,9 @@ from typing import IO, TYPE_CHECKING, Any
 import fastavro
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_journal import _archive_read as archive
+from checkpoint_journal._core import archive_read as archive
 from checkpoint_journal import errors, schemas
-from checkpoint_journal._browse import NotFoundError, iso_ms, jsonable, load
+from checkpoint_journal.cli.browse import NotFoundError, iso_ms, jsonable, load
 from checkpoint_journal.stream_handlers._archiver import (
     AVRO_CODEC,
     RECORD_ARCHIVE,
@@ -299,7 +299,7 @@ def run(args: argparse.Namespace, err: Callable[[str], None]) -> int:
     import botocore.exceptions
     from botocore.config import Config
 
-    from checkpoint_journal import _browse_text as text
+    from checkpoint_journal.cli import render as text
 
     bucket = args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET")
     table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")

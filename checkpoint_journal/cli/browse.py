@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_journal import _index, _keys
-from checkpoint_journal._size import item_size
+from checkpoint_journal._core import index as _index
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.size import item_size
 from checkpoint_journal.errors import JournalError
-from checkpoint_journal.saver._fold import (
+from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
     FoldedWrite,
@@ -48,8 +49,8 @@ from checkpoint_journal.saver._fold import (
     fold_partition,
     survey,
 )
-from checkpoint_journal.saver._items import Item
-from checkpoint_journal.saver._store import call, run_parallel
+from checkpoint_journal._core.items import Item
+from checkpoint_journal._core.store import call, run_parallel
 
 if TYPE_CHECKING:
     from checkpoint_journal.saver import JournalSaver

@@ -71,7 +71,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from checkpoint_journal import errors
-from checkpoint_journal.saver._store import translate
+from checkpoint_journal._core.store import translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -35,8 +35,9 @@ from typing import Any
 
 from langgraph.checkpoint.base import writes_sort_key
 
-from checkpoint_journal import _keys, schemas
-from checkpoint_journal.saver._items import Item
+from checkpoint_journal import schemas
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.items import Item
 
 logger = logging.getLogger(__name__)
 

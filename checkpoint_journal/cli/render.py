@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from checkpoint_journal._browse import (
+from checkpoint_journal.cli.browse import (
     Detail,
     Diff,
     HistoryRow,
@@ -75,7 +75,7 @@ def exit_status(e: BaseException, err: Callable[[str], None]) -> int | None:
     these (a bug: let it raise)."""
     import botocore.exceptions
 
-    from checkpoint_journal._browse import NotFoundError, UsageError
+    from checkpoint_journal.cli.browse import NotFoundError, UsageError
     from checkpoint_journal.errors import InvalidKeyError, JournalError
 
     if isinstance(e, BrokenPipeError):

@@ -1,0 +1,7 @@
+"""python -m checkpoint_journal.cli"""
+
+import sys
+
+from checkpoint_journal.cli import main
+
+sys.exit(main())
