@@ -1,7 +1,7 @@
 """One error hierarchy for checkpoint-journal.
 
-Every botocore error is translated once, at the store boundary (``saver/_store.py``),
-into one of these, raised ``from`` the original so the AWS detail stays in the chain.
+Every botocore error is translated once, at the AWS boundary (``_core/aws.py``), into
+one of these, raised ``from`` the original so the AWS detail stays in the chain.
 Each message says what to do about it.
 """
 
@@ -50,6 +50,10 @@ class CredentialsError(NotConfiguredError):
 
 class AccessDeniedError(NotConfiguredError):
     """The credentials are valid but lack a permission the operation needs."""
+
+
+class ObjectNotFoundError(JournalError):
+    """An S3 object the journal or the view points to does not exist."""
 
 
 class TransientError(JournalError):

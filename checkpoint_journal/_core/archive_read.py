@@ -33,31 +33,25 @@ here logs, and errors name files, positions and table keys, never content.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import io
-import json
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-import botocore.exceptions
-import fastavro
-import zstandard
-
 from checkpoint_journal import errors, schemas
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
-from checkpoint_journal._core.store import DynamoJournalStore
-from checkpoint_journal.stream_handlers._archiver import (
-    PREFIX,
-    RECORD_ARCHIVE,
+from checkpoint_journal._core.archive import (
+    RECORD_OF_KIND,
     SEALED_BODY,
     SEALED_METADATA,
-    SUFFIX,
+    ArchiveDamage,
     is_ref,
+    list_files,
+    read_container,
+    read_file,
 )
+from checkpoint_journal._core.store import DynamoJournalStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,30 +68,7 @@ STATE_NONE = "none"
 STATES = (STATE_INLINE, STATE_REFERENCED, STATE_REFERENCE_GONE, STATE_REFERENCE_MISMATCH,
           STATE_SHREDDED, STATE_UNDECRYPTABLE, STATE_NO_KEY_ACCESS, STATE_NONE)
 
-RECORD_OF_KIND = {
-    _keys.KIND_CHECKPOINT: schemas.RECORD_CHECKPOINT,
-    _keys.KIND_WRITES: schemas.RECORD_WRITES,
-    _keys.KIND_BLOBS: schemas.RECORD_BLOBS,
-    _keys.KIND_REMOVAL: schemas.RECORD_REMOVAL,
-}
 
-_MAGIC = b"Obj\x01"
-_SYNC_BYTES = 16
-_HEADER_SCHEMA = fastavro.parse_schema({
-    "type": "record", "name": "org.apache.avro.file.Header",
-    "fields": [
-        {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
-        {"name": "meta", "type": {"type": "map", "values": "bytes"}},
-        {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": _SYNC_BYTES}},
-    ],
-})
-# A block that inflates past this is refused rather than allocated (a 6 MB batch is the
-# largest the archiver writes).
-_MAX_BLOCK_BYTES = 256 * 1024 * 1024
-# The date= partition of a file is its first record's day; its other records are at most
-# MaximumRecordAgeInSeconds (6 h) plus the batching window later, so a time range must
-# also read the day before its first day.
-_PARTITION_SLACK = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -157,180 +128,26 @@ class ArchivedEvent:
                               self.codec)
 
 
-@dataclass(frozen=True)
-class ArchiveDamage:
-    file: str
-    position: int | None
-    """The first record the damage cost, when known."""
-    reason: str
 
 
 # -- the container, block by block (pure) ---------------------------------------------------
 
 
-def _read_long(buf: io.BytesIO) -> int:
-    """An Avro long (zig-zag varint); ValueError at the end of the data or past 64 bits."""
-    shift = result = 0
-    while True:
-        b = buf.read(1)
-        if not b:
-            raise ValueError("the data ends inside a number")
-        result |= (b[0] & 0x7F) << shift
-        if b[0] < 0x80:
-            return (result >> 1) ^ -(result & 1)
-        shift += 7
-        if shift > 63:
-            raise ValueError("a number longer than 64 bits")
 
 
-def _inflate(codec: str, data: bytes) -> bytes:
-    if codec == "null":
-        return data
-    if codec == "deflate":
-        d = zlib.decompressobj(-15)  # Avro's deflate: raw, no zlib header
-        out = d.decompress(data, _MAX_BLOCK_BYTES)
-        if d.unconsumed_tail:
-            raise ValueError(f"a block inflates past {_MAX_BLOCK_BYTES} bytes")
-        return out
-    if codec == "zstandard":
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-        out = reader.read(_MAX_BLOCK_BYTES + 1)
-        if len(out) > _MAX_BLOCK_BYTES:
-            raise ValueError(f"a block inflates past {_MAX_BLOCK_BYTES} bytes")
-        return out
-    raise ValueError(f"block codec {codec!r} is not supported by this reader")
 
 
-def read_container(
-    data: bytes, file: str, damaged: Callable[[ArchiveDamage], None],
-    reader_schema: Any = None,
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(position, record) of an Avro object container file, read with ``reader_schema``
-    (default: the current archive schema). Damage is passed to ``damaged``: a bad header
-    costs the file; a bad block its records; a bad record the rest of its block; a block
-    whose framing is broken the rest of the file."""
-    if reader_schema is None:
-        reader_schema = schemas.current(RECORD_ARCHIVE).parsed
-    buf = io.BytesIO(data)
-    try:
-        if data[:4] != _MAGIC:
-            raise ValueError("no Avro magic bytes")
-        header = fastavro.schemaless_reader(buf, _HEADER_SCHEMA, None)
-        assert isinstance(header, dict)
-        meta: dict[str, bytes] = header["meta"]
-        sync: bytes = header["sync"]
-        codec = meta.get("avro.codec", b"null").decode()
-        writer_schema = fastavro.parse_schema(json.loads(meta["avro.schema"]))
-    except Exception as e:  # fastavro and json raise many types on garbage
-        damaged(ArchiveDamage(file, None, f"not an Avro container file: {_why(e)}"))
-        return
-    position = 0
-    while buf.tell() < len(data):
-        at = buf.tell()
-        try:
-            count = _read_long(buf)
-            size = _read_long(buf)
-            if count < 0 or size < 0 or size > len(data) - buf.tell() - _SYNC_BYTES:
-                raise ValueError(f"impossible block header (count {count}, size {size})")
-            payload = buf.read(size)
-            marker = buf.read(_SYNC_BYTES)
-        except ValueError as e:
-            damaged(ArchiveDamage(file, position, (
-                f"the block at byte {at} cannot be framed ({e}): records from {position} "
-                "to the end of the file are not read")))
-            return
-        if marker != sync:
-            # The records may still read; what follows may be framed wrong, and says so.
-            damaged(ArchiveDamage(file, position, (
-                f"the block at byte {at} (records {position} to {position + count - 1}) "
-                "does not end with the file's sync marker")))
-        try:
-            block = io.BytesIO(_inflate(codec, payload))
-        except (ValueError, zlib.error, zstandard.ZstdError) as e:
-            damaged(ArchiveDamage(file, position, (
-                f"records {position} to {position + count - 1} (the block at byte {at}) "
-                f"cannot be read: {_why(e)}")))
-            position += count
-            continue
-        for i in range(count):
-            try:
-                record = fastavro.schemaless_reader(block, writer_schema, reader_schema)
-                if not isinstance(record, dict):
-                    raise ValueError("not a record")
-            except Exception as e:  # fastavro raises many types on bad bytes
-                rest = count - i - 1
-                damaged(ArchiveDamage(file, position + i, (
-                    f"record {position + i} cannot be read: {_why(e)}"
-                    + (f"; the {rest} record(s) after it in its block are skipped" if rest
-                       else ""))))
-                break
-            yield position + i, record
-        position += count
 
 
-def _why(e: Exception) -> str:
-    # fastavro's messages may quote bytes it read; keep them short.
-    return f"{type(e).__name__}: {str(e)[:200]}"
 
 
 # -- listing ----------------------------------------------------------------------------------
 
 
-def _day(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).date()
 
 
-def _partition_day(key: str) -> dt.date | None:
-    rest = key[len(PREFIX):]
-    if not rest.startswith("date="):
-        return None
-    try:
-        return dt.date.fromisoformat(rest[5:15])
-    except ValueError:
-        return None
 
 
-def list_files(s3: S3Client, bucket: str, *, since_ms: int | None = None,
-               until_ms: int | None = None) -> list[str]:
-    """The archive's files in key order (stream order), those that can hold events of
-    [since_ms, until_ms) only."""
-    kw: dict[str, Any] = {"Bucket": bucket, "Prefix": PREFIX}
-    if since_ms is not None:
-        kw["StartAfter"] = f"{PREFIX}date={(_day(since_ms) - _PARTITION_SLACK).isoformat()}"
-    last = _day(until_ms - 1) if until_ms is not None else None
-    out: list[str] = []
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(**kw):
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                if not key.endswith(SUFFIX):
-                    continue
-                day = _partition_day(key)
-                if last is not None and day is not None and day > last:
-                    return out  # keys sort by day: nothing later can be in range
-                out.append(key)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        raise s3_error(e, bucket, "list the archive") from e
-    return out
-
-
-def s3_error(e: Exception, bucket: str, what: str) -> errors.JournalError:
-    if isinstance(e, botocore.exceptions.ClientError):
-        code = e.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
-            return errors.BucketNotFoundError(
-                f"{what}: bucket {bucket!r} does not exist (the BucketName output of the stack)")
-        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch", "ExpiredToken"):
-            return errors.AccessDeniedError(
-                f"{what}: S3 refused ({code}). Reading the archive needs s3:ListBucket and "
-                f"s3:GetObject on {bucket}/archive/*: attach the stack's AuditorPolicy.")
-        return errors.TransientError(f"{what}: S3 failed ({code or e}); try again")
-    if isinstance(e, botocore.exceptions.NoCredentialsError):
-        return errors.CredentialsError(f"{what}: no AWS credentials found")
-    if isinstance(e, botocore.exceptions.EndpointConnectionError):
-        return errors.NotConfiguredError(f"{what}: cannot reach S3 ({e}); check AWS_ENDPOINT_URL_S3")
-    return errors.TransientError(f"{what}: {type(e).__name__}: {e}")
 
 
 # -- resolving content ---------------------------------------------------------------------
@@ -490,15 +307,10 @@ def iter_archive(
         if progress is not None:
             progress(0, len(files))
         for n, key in enumerate(files, 1):
-            try:
-                data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except botocore.exceptions.ClientError as e:
-                if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                    report(ArchiveDamage(key, None, "listed, then gone from the bucket"))
-                    continue
-                raise s3_error(e, bucket, f"read {key}") from e
-            except botocore.exceptions.BotoCoreError as e:
-                raise s3_error(e, bucket, f"read {key}") from e
+            data = read_file(s3, bucket, key)
+            if data is None:
+                report(ArchiveDamage(key, None, "listed, then gone from the bucket"))
+                continue
             wanted = []
             for position, raw in read_container(data, key, report):
                 if thread_id is not None and raw["thread_id"] != thread_id:

@@ -1,4 +1,4 @@
-"""Where offloaded values live in the blob bucket, and how they are encoded (pure).
+"""Where offloaded values live in the blob bucket, how they are encoded, and the S3 I/O.
 
 ``blobs/{thread hash}/{namespace hash}/{incarnation}/{digest}``:
 
@@ -12,14 +12,21 @@
   between checkpoints is one object, written once.
 
 The object body is the value's bytes, zstd-compressed when that makes them smaller.
+Everything but :class:`BlobStore` is pure.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from checkpoint_journal.errors import CorruptRecordError
+from checkpoint_journal import errors
+from checkpoint_journal._core import aws
 from checkpoint_journal.schemas import squeeze, unsqueeze
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 PREFIX = "blobs/"
 # Values of 350 KiB or more, as stored, always go to S3 (DESIGN §1).
@@ -27,6 +34,12 @@ OFFLOAD_ALWAYS_BYTES = 350 * 1024
 # Default for the projector's INLINE_LIMIT_BYTES: a value this large or larger, as
 # stored, is kept in S3 rather than repeated inside every view item that shows it.
 DEFAULT_INLINE_LIMIT_BYTES = 32 * 1024
+# The tag the projector puts on objects no view needs any more (after prune or
+# delete_for_runs); the bucket's lifecycle rule expires them (template.yaml,
+# expire-orphan-blobs).
+ORPHAN_TAG = "orphan"
+# DeleteObjects takes at most 1,000 keys (S3 limit).
+DELETE_OBJECTS_MAX = 1000
 
 
 def _h(text: str, n: int) -> str:
@@ -69,5 +82,61 @@ def pack(data: bytes) -> tuple[bytes, str]:
 def unpack(body: bytes, codec: str, expected_digest: str, type_: str) -> bytes:
     data = unsqueeze(body, codec, f"blob {expected_digest[:12]}")
     if digest(type_, data) != expected_digest:
-        raise CorruptRecordError(f"blob {expected_digest[:12]}: content does not match its digest")
+        raise errors.CorruptRecordError(f"blob {expected_digest[:12]}: content does not match its digest")
     return data
+
+
+class BlobStore:
+    """The blob bucket's objects: every request through ``aws.call``, so that a failure
+    reaches the caller as a JournalError naming S3, the bucket and the key."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def _where(self, key: str = "") -> str:
+        return f"{self.bucket}/{key}" if key else self.bucket
+
+    def get(self, key: str, what: str) -> bytes | None:
+        """The object's bytes; None when the object (or the bucket) does not exist."""
+        try:
+            body: bytes = aws.call(
+                lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(),
+                service=aws.S3, resource=self._where(key), what=what)
+        except (errors.ObjectNotFoundError, errors.BucketNotFoundError):
+            return None
+        return body
+
+    def put(self, key: str, body: bytes) -> None:
+        # Content-addressed keys: putting the same key again writes the same bytes.
+        aws.call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body),
+                 service=aws.S3, resource=self._where(key), what="offload a value",
+                 denied_hint="The projector's role needs s3:PutObject on blobs/*.")
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every object key under ``prefix``, in key order."""
+        for page in aws.paginate(
+            self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                   Prefix=prefix),
+            service=aws.S3, resource=self._where(prefix), what="list offloaded values",
+        ):
+            for obj in page.get("Contents", []):
+                yield obj["Key"]
+
+    def tag_orphan(self, key: str) -> None:
+        aws.call(lambda: self.client.put_object_tagging(
+            Bucket=self.bucket, Key=key,
+            Tagging={"TagSet": [{"Key": ORPHAN_TAG, "Value": "true"}]},
+        ), service=aws.S3, resource=self._where(key), what="tag an unreferenced value")
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), DELETE_OBJECTS_MAX):
+            batch = keys[i : i + DELETE_OBJECTS_MAX]
+            resp = aws.call(lambda: self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            ), service=aws.S3, resource=self._where(), what="delete a thread's values")
+            if resp.get("Errors"):
+                raise errors.TransientError(
+                    f"S3 {self.bucket!r}: {len(resp['Errors'])} of {len(batch)} deletes of a "
+                    "thread's values failed; the stream batch is retried")

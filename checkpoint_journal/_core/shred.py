@@ -64,14 +64,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import botocore.exceptions
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from checkpoint_journal import errors
-from checkpoint_journal._core.store import translate
+from checkpoint_journal._core import aws
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -236,21 +237,13 @@ class DynamoKeyStore:
         self.table = table
         self._clock = clock
 
-    def _fail(self, e: Exception, what: str) -> Exception:
-        try:
-            translate(e, table=self.table, what=what)
-        except errors.AccessDeniedError as denied:
-            # translate() names the agent's policy; here the caller is the archiver, the
-            # saver's delete_thread or an auditor.
-            return errors.AccessDeniedError(
-                f"{what}: access denied. The archiver's role needs GetItem, PutItem and "
-                "DeleteItem on the table's K# items (template.yaml, ArchiverRole); an "
-                "auditor needs the stack's AuditorPolicy; the agent its AgentPolicy."
-                f" ({denied})"
-            )
-        except errors.JournalError as err:
-            return err
-        raise AssertionError("translate() always raises")  # pragma: no cover
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        # The caller is the archiver, the saver's delete_thread or an auditor: name
+        # what each needs.
+        return aws.call(fn, service=aws.DYNAMODB, resource=self.table, what=what, denied_hint=(
+            "The archiver's role needs GetItem, PutItem and DeleteItem on the table's K# "
+            "items (template.yaml, ArchiverRole); an auditor needs the stack's "
+            "AuditorPolicy; the agent its AgentPolicy."))
 
     def get_many(self, thread_ids: Collection[str]) -> dict[str, ThreadKey]:
         by_pk = {key_pk(t): t for t in thread_ids}
@@ -267,7 +260,7 @@ class DynamoKeyStore:
     def create(self, thread_id: str) -> tuple[ThreadKey, bool]:
         k = new_key(thread_id, int(self._clock() * 1000))
         try:
-            self.client.put_item(
+            self._call(lambda: self.client.put_item(
                 TableName=self.table,
                 Item=key_item(k),
                 # A key, once made, is the thread's until delete_thread: never replace it
@@ -275,13 +268,10 @@ class DynamoKeyStore:
                 ConditionExpression="attribute_not_exists(#pk)",
                 ExpressionAttributeNames={"#pk": "PK"},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise self._fail(e, "create a thread's archive key") from e
-            old: Any = e.response.get("Item")
-            if old is not None:
-                return parse_key_item(thread_id, old), False
+            ), "create a thread's archive key")
+        except aws.ConditionFailed as e:
+            if e.item is not None:
+                return parse_key_item(thread_id, e.item), False
             existing = self.get(thread_id)  # an emulator that does not return ALL_OLD
             if existing is None:
                 raise errors.TransientError(
@@ -289,8 +279,6 @@ class DynamoKeyStore:
                     "Lambda retries the batch"
                 ) from e
             return existing, False
-        except botocore.exceptions.BotoCoreError as e:
-            raise self._fail(e, "create a thread's archive key") from e
         return k, True
 
     def delete(self, thread_id: str, *, key_id: str | None = None) -> bool:
@@ -306,13 +294,10 @@ class DynamoKeyStore:
             kw["ExpressionAttributeNames"] = {"#kid": "key_id"}
             kw["ExpressionAttributeValues"] = {":kid": {"S": key_id}}
         try:
-            resp = self.client.delete_item(**kw)
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise self._fail(e, "delete a thread's archive key") from e
-        except botocore.exceptions.BotoCoreError as e:
-            raise self._fail(e, "delete a thread's archive key") from e
+            resp = self._call(lambda: self.client.delete_item(**kw),
+                              "delete a thread's archive key")
+        except aws.ConditionFailed:
+            return False
         return "Attributes" in resp
 
     def existing(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -340,10 +325,8 @@ class DynamoKeyStore:
                 request["ExpressionAttributeNames"] = {"#pk": "PK", "#sk": "SK"}
             pending: Any = {self.table: request}
             for attempt in range(_UNPROCESSED_RETRIES + 1):
-                try:
-                    resp = self.client.batch_get_item(RequestItems=pending)
-                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-                    raise self._fail(e, what) from e
+                req = pending
+                resp = self._call(lambda: self.client.batch_get_item(RequestItems=req), what)
                 out.extend(resp.get("Responses", {}).get(self.table, []))
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:

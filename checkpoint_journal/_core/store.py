@@ -1,9 +1,9 @@
-"""DynamoDB I/O for the journal, and the one place botocore errors are translated.
+"""DynamoDB I/O for the journal.
 
 Every request is a documented low-level call; every ConditionExpression says what it
-protects. Throttling and transient failures are retried by botocore's ``standard``
-retry mode with a bounded attempt budget (set on the client, see ``make_clients``);
-what is still failing after that surfaces as ``TransientError``.
+protects. Requests go through ``aws.call``: throttling and transient failures are
+retried by the client (``aws.clients``), and what still fails surfaces as a
+``JournalError`` subclass naming the table.
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from checkpoint_journal import errors
+from checkpoint_journal._core import aws
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.items import Item, ItemPlan
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
 
@@ -36,91 +32,16 @@ CHUNK_WRITE_CONCURRENCY = 8
 _UNPROCESSED_RETRIES = 8
 
 
-def make_clients(
-    *,
-    boto3_session: boto3.session.Session | None,
-    endpoint_url: str | None,
-    s3_endpoint_url: str | None,
-    region_name: str | None,
-    max_attempts: int,
-) -> tuple[DynamoDBClient, S3Client]:
-    """Both clients from one session, with a bounded retry budget."""
-    session = boto3_session or boto3.session.Session()
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
-        max_pool_connections=32,
-    )
-    kw: dict[str, Any] = {"config": config}
-    if region_name:
-        kw["region_name"] = region_name
-    s3_endpoint = s3_endpoint_url or endpoint_url
-    try:
-        ddb = session.client("dynamodb", endpoint_url=endpoint_url, **kw)
-        s3 = session.client("s3", endpoint_url=s3_endpoint, **kw)
-    except botocore.exceptions.NoRegionError as e:
-        raise errors.NotConfiguredError(
-            "no AWS region configured: pass region_name=... or set AWS_REGION"
-        ) from e
-    return ddb, s3
-
-
-def translate(e: Exception, *, table: str, what: str) -> NoReturn:
-    """Raise the checkpoint_journal error for a botocore error. Always raises."""
-    if isinstance(e, botocore.exceptions.NoCredentialsError):
-        raise errors.CredentialsError(
-            f"{what}: no AWS credentials found. Configure a profile, environment variables "
-            "or an instance role, or pass boto3_session=..."
-        ) from e
-    if isinstance(e, botocore.exceptions.EndpointConnectionError):
-        raise errors.NotConfiguredError(
-            f"{what}: cannot reach the DynamoDB endpoint ({e}). Check endpoint_url / "
-            "AWS_ENDPOINT_URL and that the service is running."
-        ) from e
-    if isinstance(e, botocore.exceptions.ClientError):
-        code = e.response.get("Error", {}).get("Code", "")
-        msg = e.response.get("Error", {}).get("Message", "")
-        if code == "ResourceNotFoundException":
-            raise errors.TableNotFoundError(
-                f"{what}: DynamoDB table {table!r} was not found ({msg}). Deploy the stack "
-                "(sam deploy) or pass the TableName output of your stack as table_name."
-            ) from e
-        if code in ("UnrecognizedClientException", "InvalidClientTokenId",
-                    "InvalidSignatureException", "ExpiredTokenException",
-                    "MissingAuthenticationTokenException", "SignatureDoesNotMatch"):
-            raise errors.CredentialsError(
-                f"{what}: AWS rejected the credentials ({code}: {msg}). Refresh or fix them "
-                "(aws sts get-caller-identity tells which identity you are using)."
-            ) from e
-        if code in ("AccessDeniedException", "AccessDenied"):
-            raise errors.AccessDeniedError(
-                f"{what}: access denied ({msg}). Attach the stack's AgentPolicy output to "
-                "this role."
-            ) from e
-        if code in ("ProvisionedThroughputExceededException", "ThrottlingException",
-                    "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable",
-                    "TransactionConflictException"):
-            raise errors.TransientError(
-                f"{what}: still failing after the retry budget ({code}: {msg}). Retry "
-                "later, or raise max_attempts."
-            ) from e
-        if code == "ValidationException" and "size" in msg.lower():
-            raise errors.PayloadTooLargeError(f"{what}: DynamoDB refused the item: {msg}") from e
-    raise errors.JournalError(f"{what}: unexpected AWS error: {e}") from e
-
-
-def call(fn: Callable[[], T], *, table: str, what: str) -> T:
-    try:
-        return fn()
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-        translate(e, table=table, what=what)
-
-
 def thread_ids(client: DynamoDBClient, table: str) -> Iterator[str]:
     """Every thread with an item in the table: a keys-only Scan, for operators and
     auditors (rebuild --all, verify), never on an agent's path (I7)."""
     seen: set[str] = set()
-    for page in client.get_paginator("scan").paginate(
-        TableName=table, ProjectionExpression="#pk", ExpressionAttributeNames={"#pk": "PK"},
+    for page in aws.paginate(
+        client.get_paginator("scan").paginate(
+            TableName=table, ProjectionExpression="#pk", ExpressionAttributeNames={"#pk": "PK"}),
+        service=aws.DYNAMODB, resource=table, what="list the table's threads (Scan)",
+        denied_hint="Listing every thread needs dynamodb:Scan: attach the stack's "
+        "AuditorPolicy.",
     ):
         for item in page.get("Items", []):
             pk = item["PK"]["S"]
@@ -141,32 +62,27 @@ class DynamoJournalStore:
         self._pool.shutdown(wait=False)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
-        return call(fn, table=self.table, what=what)
+        return aws.call(fn, service=aws.DYNAMODB, resource=self.table, what=what)
 
     def _put_new(self, item: Item) -> None:
         """Append one immutable item; an identical existing item is a retried append."""
         try:
-            self.client.put_item(
+            self._call(lambda: self.client.put_item(
                 TableName=self.table,
                 Item=item,
                 # I1: journal items are never overwritten.
                 ConditionExpression="attribute_not_exists(#pk)",
                 ExpressionAttributeNames={"#pk": "PK"},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                translate(e, table=self.table, what="append to the journal")
-            old: Item | None = e.response.get("Item")  # type: ignore[assignment]
-            if old is not None and _same_content(old, item):
+            ), "append to the journal")
+        except aws.ConditionFailed as e:
+            if e.item is not None and _same_content(e.item, item):
                 return  # a retry of an append that had succeeded
             raise errors.ConflictError(
                 f"journal item {item['SK']['S']!r} of {item['PK']['S']!r} already exists with "
                 "different content; journal items are immutable. Checkpoint ids must be "
                 "unique (LangGraph's uuid6 ids are)."
             ) from e
-        except botocore.exceptions.BotoCoreError as e:
-            translate(e, table=self.table, what="append to the journal")
 
     def append(self, plan: ItemPlan) -> None:
         # I2: every chunk before the commit item that makes them visible.
@@ -174,6 +90,23 @@ class DynamoJournalStore:
             for f in [self._pool.submit(self._put_new, c) for c in plan.chunks]:
                 f.result()
         self._put_new(plan.commit)
+
+    def put_newer(self, item: Item, attr: str) -> bool:
+        """Write a derived item unless the table holds one at least as new by the number
+        ``attr`` (views by the writes events they folded, heads by projection time), so
+        that a late or repeated projection is a no-op (I3). False when the existing one
+        stays."""
+        try:
+            self._call(lambda: self.client.put_item(
+                TableName=self.table, Item=item,
+                # Monotonic: only a newer derivation replaces an existing one.
+                ConditionExpression="attribute_not_exists(#pk) OR #v < :v",
+                ExpressionAttributeNames={"#pk": "PK", "#v": attr},
+                ExpressionAttributeValues={":v": item[attr]},
+            ), "write a projected item")
+        except aws.ConditionFailed:
+            return False
+        return True
 
     def put_plain(self, item: Item) -> None:
         """An unconditional put, for items that are not journal events (tombstones)."""
@@ -221,6 +154,48 @@ class DynamoJournalStore:
             yield list(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def with_chunks(self, pk: str, items: list[Item]) -> list[Item]:
+        """``items`` plus the chunk items of every chunked record among them (one Query
+        per record, in parallel): what the fold needs to reassemble their bodies."""
+        commits = [i["SK"]["S"] for i in items if "chunks" in i]
+        if not commits:
+            return items
+
+        def chunks(sk: str) -> list[Item]:
+            n = int(next(i for i in items if i["SK"]["S"] == sk)["chunks"]["N"])
+            # The exact range of this record's chunks: a checkpoint's chunk prefix also
+            # starts the chunks of its writes and carried values.
+            bounds = (_keys.chunk_sk(sk, 0), _keys.chunk_sk(sk, max(n, 1) - 1))
+            return [i for page in self.pages(pk, between=bounds) for i in page]
+
+        found = run_parallel([lambda sk=sk: chunks(sk) for sk in commits], self._pool)  # type: ignore[misc]
+        return items + [i for group in found for i in group]
+
+    def summary(self, pk: str) -> list[Item]:
+        """Every item of a partition with its keys and bookkeeping attributes only (no
+        bodies): enough for ``fold.survey`` to tell which checkpoints are visible, and for
+        the heads (the command line's thread listing)."""
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk",
+            # md.step only: the rest of the plain metadata can be large and is not needed.
+            "ProjectionExpression": "#pk, #sk, #wa, #exp, #vu, #md.#step, #latest, #step, #ts",
+            "ExpressionAttributeNames": {
+                "#pk": "PK", "#sk": "SK", "#wa": "written_at", "#exp": "expires_at",
+                "#vu": "visible_until", "#md": "md", "#step": "step", "#latest": "latest",
+                "#ts": "ts",
+            },
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
+        out: list[Item] = []
+        while True:
+            page = self._call(lambda: self.client.query(**kw), "read a thread's keys")
+            out.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
             kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def get(self, pk: str, sk: str) -> Item | None:

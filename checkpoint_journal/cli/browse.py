@@ -37,8 +37,6 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal._core import index as _index
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.size import item_size
-from checkpoint_journal.errors import JournalError
 from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
@@ -50,7 +48,9 @@ from checkpoint_journal._core.fold import (
     survey,
 )
 from checkpoint_journal._core.items import Item
-from checkpoint_journal._core.store import call, run_parallel
+from checkpoint_journal._core.size import item_size
+from checkpoint_journal._core.store import run_parallel
+from checkpoint_journal.errors import JournalError
 
 if TYPE_CHECKING:
     from checkpoint_journal.saver import JournalSaver
@@ -194,37 +194,8 @@ def load(serde: SerializerProtocol, typed: TypedValue) -> tuple[Any, str | None]
 # -- reads -------------------------------------------------------------------------------
 
 
-def _query(saver: JournalSaver, what: str, **kw: Any) -> Iterator[list[Item]]:
-    """Pages of a low-level Query, with the saver's error translation."""
-    client = saver._store.client
-    while True:
-        page = call(lambda: client.query(**kw), table=saver.table_name, what=what)
-        yield list(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _partition_summary_items(saver: JournalSaver, pk: str) -> list[Item]:
-    """Every item of a thread's partition, keys and bookkeeping attributes only (no bodies):
-    enough for ``survey`` to tell which checkpoints are visible, and for the heads."""
-    items: list[Item] = []
-    for page in _query(
-        saver, "read a thread's keys",
-        TableName=saver.table_name,
-        KeyConditionExpression="#pk = :pk",
-        # md.step only: the rest of the plain metadata can be large and is not needed.
-        ProjectionExpression="#pk, #sk, #wa, #exp, #vu, #md.#step, #latest, #step, #ts",
-        ExpressionAttributeNames={
-            "#pk": "PK", "#sk": "SK", "#wa": "written_at", "#exp": "expires_at",
-            "#vu": "visible_until", "#md": "md", "#step": "step", "#latest": "latest",
-            "#ts": "ts",
-        },
-        ExpressionAttributeValues={":pk": {"S": pk}},
-        ConsistentRead=True,
-    ):
-        items.extend(page)
-    return items
+    return saver._store.summary(pk)
 
 
 @dataclass(frozen=True)

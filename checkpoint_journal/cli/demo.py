@@ -549,9 +549,9 @@ def _step_audit(run: _Run) -> None:
     ``checkpoint-journal history`` command prints it."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+    from checkpoint_journal._core.archive_read import iter_archive
     from checkpoint_journal.cli import browse
     from checkpoint_journal.cli import render as text
-    from checkpoint_journal._core.archive_read import iter_archive
 
     _heading(run, "6. The audit trail")
     kinds: Counter[str] = Counter()

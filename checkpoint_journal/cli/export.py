@@ -38,14 +38,15 @@ from typing import IO, TYPE_CHECKING, Any
 import fastavro
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_journal._core import archive_read as archive
 from checkpoint_journal import errors, schemas
-from checkpoint_journal.cli.browse import NotFoundError, iso_ms, jsonable, load
-from checkpoint_journal.stream_handlers._archiver import (
+from checkpoint_journal._core import archive_read as archive
+from checkpoint_journal._core.archive import (
     AVRO_CODEC,
     RECORD_ARCHIVE,
     SCHEMAS_METADATA_KEY,
+    ArchiveDamage,
 )
+from checkpoint_journal.cli.browse import NotFoundError, iso_ms, jsonable, load
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -216,7 +217,7 @@ def journal_schemas() -> dict[str, Any]:
 class Stats:
     events: int = 0
     states: Counter[str] = field(default_factory=Counter)
-    damaged: list[archive.ArchiveDamage] = field(default_factory=list)
+    damaged: list[ArchiveDamage] = field(default_factory=list)
 
     def count(self, events: Iterable[archive.ArchivedEvent]) -> Iterator[archive.ArchivedEvent]:
         for ev in events:

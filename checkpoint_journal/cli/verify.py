@@ -35,17 +35,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from checkpoint_journal._core import archive_read as archive
 from checkpoint_journal import schemas
+from checkpoint_journal._core import archive_read as archive
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
-from checkpoint_journal._core.archive_read import RECORD_OF_KIND, ArchiveDamage, ArchivedEvent
-from checkpoint_journal.cli.browse import NotFoundError, iso_ms
+from checkpoint_journal._core.archive import RECORD_OF_KIND, ArchiveDamage
+from checkpoint_journal._core.archive_read import ArchivedEvent
 from checkpoint_journal._core.chain import Hasher
-from checkpoint_journal.errors import CorruptRecordError
 from checkpoint_journal._core.fold import BlobRef, _body, decode_view, fold_partition
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
+from checkpoint_journal.cli.browse import NotFoundError, iso_ms
+from checkpoint_journal.errors import CorruptRecordError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

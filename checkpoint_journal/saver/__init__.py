@@ -33,6 +33,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import errors, schemas
+from checkpoint_journal._core import aws
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import chain as _chain
 from checkpoint_journal._core import index as _index
@@ -48,7 +49,6 @@ from checkpoint_journal._core.fold import (
     fold_partition,
     survey,
 )
-from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal._core.items import (
     MIN_ITEM_BYTES,
     Item,
@@ -56,13 +56,9 @@ from checkpoint_journal._core.items import (
     plan_items,
     uniq,
 )
+from checkpoint_journal._core.size import MAX_ITEM_BYTES
+from checkpoint_journal._core.store import DynamoJournalStore, run_parallel
 from checkpoint_journal.saver._maintenance import Maintenance
-from checkpoint_journal._core.store import (
-    DynamoJournalStore,
-    call,
-    make_clients,
-    run_parallel,
-)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -160,14 +156,15 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         self.compression = compression
         self.endpoint_url = endpoint_url
         self.clock: Clock = clock or time.time
-        self._ddb, self._s3 = make_clients(
+        clients = aws.clients(
             boto3_session=boto3_session,
             endpoint_url=endpoint_url,
             s3_endpoint_url=s3_endpoint_url,
             region_name=region_name,
             max_attempts=max_attempts,
         )
-        self.region_name = self._ddb.meta.region_name
+        self._ddb, self._s3 = clients.dynamodb, clients.s3
+        self.region_name = clients.region
         self._store = DynamoJournalStore(self._ddb, table_name)
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="cj-io")
         # Per recently seen checkpoint: where each channel's value is stored (so put
@@ -209,21 +206,14 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         if self.bucket:
             s3: S3Client = self._s3
             bucket = self.bucket
-
-            def head() -> None:
-                s3.head_bucket(Bucket=bucket)
-
             try:
-                call(head, table=self.table_name, what=f"check bucket {bucket!r}")
-            except errors.JournalError as e:
-                cause = e.__cause__
-                code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
-                if code in ("404", "NoSuchBucket", "NotFound"):
-                    raise errors.BucketNotFoundError(
-                        f"S3 bucket {bucket!r} was not found. Deploy the stack (sam deploy) "
-                        "or pass the BucketName output of your stack as bucket."
-                    ) from cause
-                raise
+                aws.call(lambda: s3.head_bucket(Bucket=bucket), service=aws.S3,
+                         resource=bucket, what=f"check bucket {bucket!r}")
+            except errors.ObjectNotFoundError as e:  # HeadBucket answers a bare 404
+                raise errors.BucketNotFoundError(
+                    f"S3 bucket {bucket!r} was not found. Deploy the stack (sam deploy) "
+                    "or pass the BucketName output of your stack as bucket."
+                ) from e
 
     # -- helpers -------------------------------------------------------------------
 
@@ -282,21 +272,7 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
                 del self._origins[k]
 
     def _with_chunks(self, pk: str, items: list[Item]) -> list[Item]:
-        """``items`` plus the chunks of every chunked record among them (in parallel)."""
-        commits = [i for i in items if "chunks" in i]
-        if not commits:
-            return items
-
-        def chunks(sk: str) -> list[Item]:
-            out: list[Item] = []
-            for page in self._store.pages(pk, prefix=_keys.chunk_prefix(sk)):
-                out.extend(page)
-            return out
-
-        found = run_parallel(
-            [lambda sk=c["SK"]["S"]: chunks(sk) for c in commits], self._pool  # type: ignore[misc]
-        )
-        return items + [i for group in found for i in group]
+        return self._store.with_chunks(pk, items)
 
     def _read_items(self, thread_id: str, checkpoint_ns: str | None) -> list[Item]:
         pk = _keys.thread_pk(thread_id)
@@ -345,17 +321,13 @@ class JournalSaver(Maintenance, BaseCheckpointSaver[str]):
         s3 = self._s3
 
         def get(ref: BlobRef) -> tuple[str, bytes]:
-            def fetch() -> bytes:
-                body: bytes = s3.get_object(Bucket=bucket, Key=ref.key)["Body"].read()
-                return body
-
             try:
-                body = call(fetch, table=self.table_name, what=f"read blob {ref.digest[:12]}")
-            except errors.JournalError as e:
-                code = getattr(e.__cause__, "response", {}).get("Error", {}).get("Code", "")
-                if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
-                    raise _BlobUnavailable() from e
-                raise
+                body: bytes = aws.call(
+                    lambda: s3.get_object(Bucket=bucket, Key=ref.key)["Body"].read(),
+                    service=aws.S3, resource=f"{bucket}/{ref.key}",
+                    what=f"read offloaded value {ref.digest[:12]}")
+            except (errors.ObjectNotFoundError, errors.BucketNotFoundError) as e:
+                raise _BlobUnavailable() from e
             return ref.digest, _blobs.unpack(body, ref.codec, ref.digest, ref.type)
 
         for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]

@@ -3,61 +3,44 @@
 The Lambda wrapper is ``archiver.py``; everything here but :meth:`Archiver.archive`'s
 one ``PutObject`` is pure, so tests call it directly.
 
-Layout (DESIGN §1: the audit trail; §4: one format from the table to the archive)::
-
-    archive/date=YYYY-MM-DD/{first sequence number}-{last sequence number}.avro
-
-- One Avro object container file per stream batch, with the records of
-  ``schemas/archive_event.v1.avsc`` in stream order. A file is written by a single
-  PutObject, so it exists whole or not at all: the handler fails the invocation when it
-  cannot write it, and Lambda retries (and bisects) the batch.
-- The object key is a function of the batch alone: the date (UTC) of its first record's
-  ApproximateCreationDateTime, and its first and last sequence numbers, zero-padded to 40
-  digits (DynamoDB's longest) so that keys sort in stream order. Lambda's records carry
-  no shard id, but sequence numbers are unique within a stream: a retried batch writes
-  the same key with the same bytes (the container's sync marker is derived from the key,
-  and nothing in a file depends on when it was written), so it overwrites, never
-  duplicates.
-- ``date=`` is a Hive-style partition for Athena or Spark. A batch whose records
-  straddle midnight lands in its first record's day; its records keep their exact
-  ``approximate_creation_time``.
-- Bodies are the journal's Avro bytes as stored (their schema fingerprint and codec
-  alongside, so ``schemas.decode`` reads them, whatever schema version wrote them); the
-  file's metadata carries those writer schemas too, for readers without this package. A
-  body above the inline limit, or stored as chunks (the table's commit item has only
-  ``chunks`` and ``digest``), is referenced by table key, digest and size instead.
-- Content is sealed (``schemas/archive_event.v2.avsc``, ``_shred``): an inline body and
-  the metadata JSON are encrypted with AES-256-GCM under the thread's archive key, which
-  ``delete_thread`` destroys (crypto-shredding). Everything else stays plain, for
-  filtering (Athena, Spark) and for checking the chain's shape without keys. The keys
-  (and, after creating one, whether the thread's events still exist: the race rule of
-  ``_shred``) are all the archiver reads from the table (``Archiver.seal``); building and
-  sealing the records is pure.
+The archive's format (layout, container, keys, sealed fields) is ``_core/archive.py``.
+Here: which stream records are archived and how (``archive_record``), sealing under each
+thread's key (``seal_record``; the keys, and after creating one whether the thread's
+events still exist, are all the archiver reads from the table: ``Archiver.seal``), and
+the one PutObject per batch.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import hashlib
-import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-import fastavro
-
-from checkpoint_journal import schemas
+from checkpoint_journal._core import aws
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
+from checkpoint_journal._core.archive import (
+    ARCHIVED_KINDS,
+    PREFIX,
+    SEALED_BODY,
+    SEALED_METADATA,
+    ArchiveRecord,
+    container,
+    creation_ms,
+    is_ref,
+    object_key,
+)
 from checkpoint_journal._core.index import canonical
 from checkpoint_journal.errors import (
     AccessDeniedError,
     BucketNotFoundError,
     CorruptRecordError,
+    CredentialsError,
+    JournalError,
     TransientError,
 )
 from checkpoint_journal.stream_handlers._lambda import journal_key
@@ -65,47 +48,17 @@ from checkpoint_journal.stream_handlers._lambda import journal_key
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-RECORD_ARCHIVE = "archive_event"
-PREFIX = "archive/"
-SUFFIX = ".avro"
-# DynamoDB Streams sequence numbers are 21 to 40 digits long: padded to 40, keys sort
-# as the numbers do.
-SEQUENCE_DIGITS = 40
 # Bodies up to this size (as stored) are copied into the archive; larger ones are
 # referenced. 64 KiB keeps a 1000-record file within a few MB however large the agents'
 # states grow (Lambda's 6 MB payload limit caps a batch anyway), while the common bodies
 # (messages, small states: a few KB) travel whole. Configurable per function
 # (ARCHIVE_INLINE_LIMIT_BYTES).
 DEFAULT_INLINE_LIMIT_BYTES = 64 * 1024
-# Avro's "deflate" block codec (zlib, in the standard library): every Avro reader has
-# it (Athena, Spark, Avro Java, fastavro). Not "zstandard": fastavro 1.13 writes it only
-# with the backports.zstd package on Python < 3.14 (not our zstandard), a dependency the
-# Lambda package would gain for little, since most bodies are zstd-compressed already.
-AVRO_CODEC = "deflate"
-# File metadata: fingerprint -> writer schema of every journal body in the file, and the
-# stream (hence table: arn:...:table/{name}/stream/...) the records were read from, which
-# a BodyRef's key points into.
-SCHEMAS_METADATA_KEY = "checkpoint_journal.schemas"
-STREAM_METADATA_KEY = "checkpoint_journal.stream_arn"
 
-# Journal items the archive keeps. Views, heads and index entries are the projector's
-# (derived, rebuildable); chunks are parts of a record that its commit item stands for.
-# Removal markers (R) say what a prune or delete_for_runs took away, so that the archive
-# tells a legitimate removal from a loss.
-ARCHIVED_KINDS = frozenset(
-    {_keys.KIND_CHECKPOINT, _keys.KIND_WRITES, _keys.KIND_BLOBS, _keys.KIND_TOMBSTONE,
-     _keys.KIND_REMOVAL}
-)
-# The names of the sealed fields, in the AAD (see _shred.aad).
-SEALED_BODY = "body"
-SEALED_METADATA = "metadata_json"
 # Journal items are insert-only (I1); MODIFY shows when a later delete_thread writes a
 # namespace's tombstone again, or if I1 were ever broken, which an audit trail must show.
 ARCHIVED_EVENTS = frozenset({"INSERT", "MODIFY"})
 
-ArchiveRecord = dict[str, Any]
-"""One ``archive_event`` record, as fastavro writes it (``archive_record`` makes it with
-its content in clear; ``seal_record`` seals it)."""
 
 
 # -- one stream record -> one archive record (pure) ---------------------------------------
@@ -148,7 +101,7 @@ def archive_record(
         "event_name": record["eventName"],
         "sequence_number": seq,
         "event_id": str(record.get("eventID", "")),
-        "approximate_creation_time": _millis(ddb.get("ApproximateCreationDateTime")),
+        "approximate_creation_time": creation_ms(ddb.get("ApproximateCreationDateTime")),
         "written_at": _number(image.get("written_at")),
         "fingerprint": _string(image.get("fp")),
         "codec": _string(image.get("codec")),
@@ -163,9 +116,6 @@ def archive_record(
     }
 
 
-def is_ref(body: Any) -> TypeGuard[dict[str, Any]]:
-    """A BodyRef (as fastavro reads and writes it: a dict with a digest)."""
-    return isinstance(body, dict) and "digest" in body
 
 
 def needs_key(record: ArchiveRecord) -> bool:
@@ -242,13 +192,6 @@ def _binary(attr: Any, seq: str) -> bytes:
     raise CorruptRecordError(f"stream record {seq}: body is not a Binary attribute")
 
 
-def _millis(seconds: Any) -> int:
-    """Epoch milliseconds of ApproximateCreationDateTime (epoch seconds in Lambda's JSON)."""
-    if isinstance(seconds, dt.datetime):
-        return int(seconds.timestamp() * 1000)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
-        raise CorruptRecordError(f"stream record without ApproximateCreationDateTime: {seconds!r}")
-    return int(round(float(seconds) * 1000))
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -318,25 +261,8 @@ class ArchiveFile:
         return sum(1 for r in self.records if is_ref(r["body"]))
 
 
-def object_key(records: Sequence[Mapping[str, Any]]) -> str:
-    """``archive/date=.../{first}-{last}.avro`` for a batch of Lambda stream records."""
-    if not records:
-        raise ValueError("an empty batch has no archive key")
-    numbers = [_sequence(r) for r in records]
-    first = records[numbers.index(min(numbers))]
-    created = (first.get("dynamodb") or {}).get("ApproximateCreationDateTime")
-    day = dt.datetime.fromtimestamp(_millis(created) / 1000, tz=dt.UTC).date()
-    return (
-        f"{PREFIX}date={day.isoformat()}/"
-        f"{min(numbers):0{SEQUENCE_DIGITS}d}-{max(numbers):0{SEQUENCE_DIGITS}d}{SUFFIX}"
-    )
 
 
-def _sequence(record: Mapping[str, Any]) -> int:
-    seq = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
-    if not seq.isdigit():
-        raise CorruptRecordError(f"stream record with sequence number {seq[:48]!r}: not decimal")
-    return int(seq)
 
 
 def plan_file(
@@ -352,35 +278,6 @@ def plan_file(
                        str(records[0].get("eventSourceARN") or ""))
 
 
-def container(records: Iterable[ArchiveRecord], *, key: str, stream_arn: str = "") -> bytes:
-    """An Avro object container file of ``records``: deterministic for a given key.
-
-    The 16-byte sync marker, random by default, is derived from the key, so a retried
-    batch writes byte-identical content.
-    """
-    records = list(records)
-    fingerprints = sorted({r["fingerprint"] for r in records if r["fingerprint"]})
-    registry = schemas.registry()
-    writer_schemas = {fp: registry[fp].raw for fp in fingerprints if fp in registry}
-    buf = io.BytesIO()
-    fastavro.writer(
-        buf,
-        schemas.current(RECORD_ARCHIVE).parsed,
-        records,
-        codec=AVRO_CODEC,
-        sync_marker=hashlib.sha256(key.encode()).digest()[:16],
-        metadata={
-            SCHEMAS_METADATA_KEY: json.dumps(writer_schemas, sort_keys=True),
-            STREAM_METADATA_KEY: stream_arn,
-        },
-        strict=True,
-    )
-    return buf.getvalue()
-
-
-def read_container(body: bytes) -> list[ArchiveRecord]:
-    """The records of an archive file (plain fastavro; for tests and tools)."""
-    return list(fastavro.reader(io.BytesIO(body)))  # type: ignore[arg-type]
 
 
 # -- the I/O: keys, then one PutObject ------------------------------------------------------
@@ -483,38 +380,28 @@ class Archiver:
                 or the table the keys.
         """
         planned = plan_file(records, inline_limit=self.inline_limit)
-        if planned.key is None:
+        key = planned.key
+        if key is None:
             return Written(None, 0, 0, planned.skipped, 0)
         sealed = self.seal(planned.records)
-        body = container(sealed.records, key=planned.key, stream_arn=planned.stream_arn)
+        body = container(sealed.records, key=key, stream_arn=planned.stream_arn)
+        # One PutObject: the file exists whole or not at all, and the same batch always
+        # makes the same key and bytes, so a retry overwrites.
         try:
-            # One PutObject: the file exists whole or not at all, and the same batch
-            # always makes the same key and bytes, so a retry overwrites.
-            self.s3.put_object(
-                Bucket=self.bucket, Key=planned.key, Body=body,
+            aws.call(lambda: self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body,
                 ContentType="application/avro",
                 Metadata={"records": str(len(planned.records))},
-            )
-        except botocore.exceptions.ClientError as e:
-            raise _translate(e, self.bucket) from e
-        except botocore.exceptions.BotoCoreError as e:  # connection, timeout, credentials
-            raise TransientError(
-                f"could not reach S3 to write the archive file of a {len(records)}-record "
-                f"batch: {e}. Lambda retries the batch."
-            ) from e
+            ), service=aws.S3, resource=f"{self.bucket}/{key}",
+                what=f"write the archive file of a {len(records)}-record batch",
+                denied_hint=f"The archiver's role needs s3:PutObject on {self.bucket}/{PREFIX}*.")
+        except BucketNotFoundError as e:
+            raise BucketNotFoundError(
+                f"archive bucket {self.bucket!r} does not exist: check the function's BUCKET_NAME"
+            ) from e.__cause__
+        except (AccessDeniedError, CredentialsError):
+            raise
+        except JournalError as e:  # unreachable, timed out, throttled: worth another try
+            raise TransientError(f"{e}. Lambda retries the batch.") from e.__cause__
         return Written(planned.key, len(planned.records), planned.referenced,
                        planned.skipped, len(body), sealed.withheld, sealed.keys_created)
-
-
-def _translate(e: botocore.exceptions.ClientError, bucket: str) -> Exception:
-    code = e.response.get("Error", {}).get("Code", "")
-    if code == "NoSuchBucket":
-        return BucketNotFoundError(
-            f"archive bucket {bucket!r} does not exist: check the function's BUCKET_NAME"
-        )
-    if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        return AccessDeniedError(
-            f"S3 refused the archive file ({code}): the archiver's role needs s3:PutObject "
-            f"on {bucket}/{PREFIX}*"
-        )
-    return TransientError(f"S3 failed to store the archive file ({code or e}); Lambda retries the batch")

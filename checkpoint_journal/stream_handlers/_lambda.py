@@ -12,20 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from checkpoint_journal._core import keys as _keys
-
-
-def session(env: Mapping[str, str]) -> boto3.session.Session:
-    """A boto3 session on the environment's credentials and region."""
-    return boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=env.get("AWS_SESSION_TOKEN"),
-        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-    )
 
 
 @dataclass(frozen=True)

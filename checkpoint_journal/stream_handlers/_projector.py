@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-
+from checkpoint_journal import errors
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal._core.fold import Namespace, fold_partition, survey
 from checkpoint_journal._core.items import Item
+from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
 from checkpoint_journal.stream_handlers._lambda import journal_key
 from checkpoint_journal.stream_handlers._view import ViewItems, build_view, head_item
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The tag the bucket's lifecycle rule expires (template.yaml, expire-orphan-blobs).
-ORPHAN_TAG = "orphan"
 # Concurrent writes within one namespace's projection.
 WRITE_CONCURRENCY = 16
 
@@ -136,10 +133,12 @@ class Projector:
     max_item_bytes: int = MAX_ITEM_BYTES
     clock: Callable[[], float] = time.time
     store: DynamoJournalStore = field(init=False)
+    blobs: _blobs.BlobStore | None = field(init=False)
     pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = DynamoJournalStore(self.ddb, self.table_name)
+        self.blobs = _blobs.BlobStore(self.s3, self.bucket) if self.s3 and self.bucket else None
         # Writes of one namespace overlap (requests are I/O); botocore clients are
         # thread-safe.
         self.pool = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="cj-projector")
@@ -177,10 +176,7 @@ class Projector:
                     items = [i for i in items
                              if (own := _keys.owner(i["SK"]["S"])) is None or own[1] >= seed]
                     break
-        for commit in [i for i in items if "chunks" in i]:
-            for page in self.store.pages(pk, prefix=_keys.chunk_prefix(commit["SK"]["S"])):
-                items.extend(page)
-        return items, whole
+        return self.store.with_chunks(pk, items), whole
 
     # -- projecting --------------------------------------------------------------------
 
@@ -287,84 +283,38 @@ class Projector:
     # -- writes --------------------------------------------------------------------------
 
     def _put_blob(self, key: str, body: bytes) -> None:
-        if self.s3 is None or not self.bucket:
-            raise RuntimeError(
+        if self.blobs is None:
+            raise errors.NotConfiguredError(
                 "a value needs offloading but the projector has no bucket (set BUCKET_NAME)"
             )
-        # Content-addressed: putting the same key again writes the same bytes.
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        self.blobs.put(key, body)
 
     def _put_view(self, item: Item) -> bool:
-        try:
-            self.ddb.put_item(
-                TableName=self.table_name, Item=item,
-                # Monotonic: only a view that folded more writes events replaces one.
-                ConditionExpression="attribute_not_exists(#pk) OR #wm < :wm",
-                ExpressionAttributeNames={"#pk": "PK", "#wm": "wm"},
-                ExpressionAttributeValues={":wm": item["wm"]},
-            )
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self.store.put_newer(item, "wm")
 
     def _put_head(self, item: Item) -> bool:
-        try:
-            self.ddb.put_item(
-                TableName=self.table_name, Item=item,
-                # Monotonic: a projection that read the journal later wins.
-                ConditionExpression="attribute_not_exists(#pk) OR #pa < :pa",
-                ExpressionAttributeNames={"#pk": "PK", "#pa": "pa"},
-                ExpressionAttributeValues={":pa": item["pa"]},
-            )
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self.store.put_newer(item, "pa")
 
     def _tag_orphans(self, prefix: str, live: set[str]) -> int:
-        if self.s3 is None or not self.bucket:
+        blobs = self.blobs
+        if blobs is None:
             return 0
-        s3, bucket = self.s3, self.bucket
-        orphans = [
-            obj["Key"]
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for obj in page.get("Contents", [])
-            if obj["Key"] not in live
-        ]
-        self._parallel([
-            lambda k=k: s3.put_object_tagging(  # type: ignore[misc]
-                Bucket=bucket, Key=k,
-                Tagging={"TagSet": [{"Key": ORPHAN_TAG, "Value": "true"}]},
-            )
-            for k in orphans
-        ])
+        orphans = [k for k in blobs.keys(prefix) if k not in live]
+        self._parallel([lambda k=k: blobs.tag_orphan(k) for k in orphans])  # type: ignore[misc]
         return len(orphans)
 
     def _delete_blobs(self, thread_id: str, ns_name: str, tombstone_ms: int) -> int:
         """Delete the namespace's blobs of every incarnation before the tombstone."""
-        if self.s3 is None or not self.bucket:
+        if self.blobs is None:
             return 0
-        prefix = _blobs.namespace_prefix(thread_id, ns_name)
         doomed: list[str] = []
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                try:
-                    if _blobs.incarnation_of(obj["Key"]) < tombstone_ms:
-                        doomed.append(obj["Key"])
-                except (ValueError, IndexError):
-                    continue
-        for i in range(0, len(doomed), 1000):
-            batch = doomed[i : i + 1000]
-            resp = self.s3.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-            )
-            if resp.get("Errors"):
-                raise RuntimeError(f"{len(resp['Errors'])} blob deletes failed; will retry")
+        for key in self.blobs.keys(_blobs.namespace_prefix(thread_id, ns_name)):
+            try:
+                if _blobs.incarnation_of(key) < tombstone_ms:
+                    doomed.append(key)
+            except (ValueError, IndexError):
+                continue
+        self.blobs.delete(doomed)
         return len(doomed)
 
     # -- rebuild -------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from checkpoint_journal import schemas
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import index as _index
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
@@ -24,6 +23,7 @@ from checkpoint_journal._core.fold import (
     value_record,
 )
 from checkpoint_journal._core.items import Item, to_attr
+from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
+from checkpoint_journal._core import aws
 from checkpoint_journal._core.shred import DynamoKeyStore
 from checkpoint_journal.errors import JournalError
-from checkpoint_journal.stream_handlers._lambda import Handler, entry_point, observability
-from checkpoint_journal.stream_handlers._lambda import session as lambda_session
 from checkpoint_journal.stream_handlers._archiver import (
     DEFAULT_INLINE_LIMIT_BYTES,
     Archiver,
     Written,
 )
-
+from checkpoint_journal.stream_handlers._lambda import (
+    Handler,
+    entry_point,
+    observability,
+)
 
 SERVICE = "checkpoint-journal-archiver"
 
@@ -51,12 +53,9 @@ def make_archiver(env: Mapping[str, str]) -> Archiver:
         # Never archive in clear for want of a setting: delete_thread could not erase it.
         raise RuntimeError("TABLE_NAME is not set: the archiver keeps the threads' archive "
                            "keys in the journal table")
-    session = lambda_session(env)
     # A few quick retries inside the invocation; past them Lambda retries the batch.
-    config = Config(retries={"mode": "standard", "total_max_attempts": 4})
-    s3 = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None, config=config)
-    ddb = session.client("dynamodb", endpoint_url=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
-                         config=config)
+    clients = aws.clients_from_env(env, max_attempts=4)
+    s3, ddb = clients.s3, clients.dynamodb
     return Archiver(
         s3=s3, bucket=bucket, keys=DynamoKeyStore(ddb, table),
         inline_limit=int(env.get("ARCHIVE_INLINE_LIMIT_BYTES") or DEFAULT_INLINE_LIMIT_BYTES),

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,12 +26,17 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from botocore.config import Config
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+)
 
+from checkpoint_journal._core import aws
 from checkpoint_journal._core import blobs as _blobs
-from checkpoint_journal.stream_handlers._lambda import Handler, entry_point, observability
-from checkpoint_journal.stream_handlers._lambda import session as lambda_session
+from checkpoint_journal.stream_handlers._lambda import (
+    Handler,
+    entry_point,
+    observability,
+)
 from checkpoint_journal.stream_handlers._projector import (
     Doorbell,
     Projector,
@@ -39,7 +44,6 @@ from checkpoint_journal.stream_handlers._projector import (
     doorbell,
     merge,
 )
-
 
 SERVICE = "checkpoint-journal-projector"
 # Namespaces of one batch projected at once (each also overlaps its own writes).
@@ -51,15 +55,9 @@ def make_projector(env: Mapping[str, str]) -> Projector:
     table = env.get("TABLE_NAME")
     if not table:
         raise RuntimeError("TABLE_NAME is not set: the projector needs the journal table")
-    session = lambda_session(env)
-    config = Config(retries={"mode": "standard", "total_max_attempts": 8})
-    ddb = session.client(
-        "dynamodb", endpoint_url=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None, config=config
-    )
+    clients = aws.clients_from_env(env, max_attempts=8)
     bucket = env.get("BUCKET_NAME") or None
-    s3 = session.client(
-        "s3", endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None, config=config
-    ) if bucket else None
+    ddb, s3 = clients.dynamodb, (clients.s3 if bucket else None)
     return Projector(
         ddb=ddb, s3=s3, table_name=table, bucket=bucket,
         inline_limit=int(env.get("INLINE_LIMIT_BYTES") or _blobs.DEFAULT_INLINE_LIMIT_BYTES),

@@ -71,8 +71,8 @@ def test_the_deployed_archiver_archives_and_verify_proves_it() -> None:
     import time
 
     from checkpoint_journal._core import chain as _chain
-    from checkpoint_journal.cli import verify as _verify
     from checkpoint_journal._core.archive_read import iter_archive
+    from checkpoint_journal.cli import verify as _verify
 
     key = os.urandom(32).hex()
     saver = JournalSaver(os.environ["CHECKPOINT_JOURNAL_TABLE"],

@@ -25,6 +25,7 @@ import pytest
 from botocore.config import Config
 
 from checkpoint_journal import schemas
+from checkpoint_journal._core import archive as _archive
 from checkpoint_journal._core import archive_read as _archive_read
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
@@ -92,7 +93,7 @@ def opened(dep: LocalDeployment, keys: list[str]) -> dict[tuple[str, str], _arch
     try:
         for key in keys:
             body = s3.get_object(Bucket=dep.bucket, Key=key)["Body"].read()
-            for position, raw in _archive_read.read_container(body, key, _fail):
+            for position, raw in _archive.read_container(body, key, _fail):
                 ev = _archive_read.resolve(key, position, raw, content)
                 out[(ev.pk, ev.sk)] = ev
     finally:
@@ -100,7 +101,7 @@ def opened(dep: LocalDeployment, keys: list[str]) -> dict[tuple[str, str], _arch
     return out
 
 
-def _fail(damage: _archive_read.ArchiveDamage) -> None:
+def _fail(damage: _archive.ArchiveDamage) -> None:
     raise AssertionError(f"damaged archive: {damage}")
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
-from tests.integration.cli_runner import Result, run_cli
 from checkpoint_journal.local import LocalDeployment
+from tests.integration.cli_runner import Result, run_cli
 from tests.integration.graphs import build_approval, build_chat
 from tests.integration.test_projector import kb_text
 from tests.integration.test_saver_behaviour import AesGcmCipher

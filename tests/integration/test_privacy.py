@@ -20,6 +20,7 @@ import fastavro
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from checkpoint_journal._core import archive as _archive
 from checkpoint_journal._core import archive_read as _archive_read
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
@@ -28,7 +29,12 @@ from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers.archiver import make_handler
 from checkpoint_journal.stream_handlers.projector import make_projector
 from tests.integration.graphs import build_chat
-from tests.integration.test_archiver import FUNCTION, function_env, journal_items, spying
+from tests.integration.test_archiver import (
+    FUNCTION,
+    function_env,
+    journal_items,
+    spying,
+)
 
 SERDE = JsonPlusSerializer()
 
@@ -49,7 +55,7 @@ class Scenario:
 
 
 def _events(dep: LocalDeployment, *threads: str) -> list[_archive_read.ArchivedEvent]:
-    damaged: list[_archive_read.ArchiveDamage] = []
+    damaged: list[_archive.ArchiveDamage] = []
     out = [e for e in _archive_read.iter_archive(
         dep.client("s3"), dep.bucket, dynamodb=dep.client("dynamodb"), table=dep.table_name,
         damaged=damaged) if e.thread_id in threads]
@@ -236,7 +242,7 @@ def test_a_batch_retried_after_delete_thread_recreates_no_key(
     content = _archive_read._Content(deployment.client("dynamodb"), deployment.table_name)
     try:
         events = [_archive_read.resolve(key, p, raw, content) for p, raw in
-                  _archive_read.read_container(data, key, lambda d: pytest.fail(str(d)))]
+                  _archive.read_container(data, key, lambda d: pytest.fail(str(d)))]
     finally:
         content.close()
     assert {e.state for e in events if e.thread_id == thread} == {"shredded"}
@@ -303,7 +309,7 @@ def test_an_edited_archive_file_is_caught_and_the_rest_still_reads(scenario: Sce
         with dep.saver() as saver:
             build_chat(saver).invoke({"messages": ["z"]}, {"configurable": {"thread_id": later}})
         dep.drain()
-        damaged: list[_archive_read.ArchiveDamage] = []
+        damaged: list[_archive.ArchiveDamage] = []
         events = list(_archive_read.iter_archive(
             s3, dep.bucket, dynamodb=dep.client("dynamodb"), table=dep.table_name,
             damaged=damaged))

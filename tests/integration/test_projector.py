@@ -19,8 +19,8 @@ from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from checkpoint_journal import JournalSaver
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal._core.fold import decode_view
+from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers._projector import Doorbell, Projector
 from checkpoint_journal.stream_handlers.projector import make_handler
 from tests.integration.graphs import build_chat

@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.config import Config
 
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import LocalDeployment
-from botocore.config import Config
-
 from checkpoint_journal.stream_handlers._projector import Projector
 from checkpoint_journal.stream_handlers.projector import make_handler, make_projector
 from tests.integration.graphs import build_chat

@@ -20,20 +20,16 @@ import pytest
 from checkpoint_journal import schemas
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
-from checkpoint_journal._core.archive_read import (
+from checkpoint_journal._core.archive import (
+    RECORD_ARCHIVE,
     ArchiveDamage,
-    ArchivedEvent,
-    iter_archive,
     list_files,
     read_container,
 )
-from checkpoint_journal.errors import CorruptRecordError
+from checkpoint_journal._core.archive_read import ArchivedEvent, iter_archive
 from checkpoint_journal._core.items import plan_items
-from checkpoint_journal.stream_handlers._archiver import (
-    RECORD_ARCHIVE,
-    Archiver,
-    archive_record,
-)
+from checkpoint_journal.errors import CorruptRecordError
+from checkpoint_journal.stream_handlers._archiver import Archiver, archive_record
 from tests.unit.test_archiver import (
     BUCKET,
     METADATA,
@@ -383,9 +379,10 @@ def test_export_parses_iso_dates_and_times_as_utc_unless_zoned() -> None:
 
 
 def test_export_renders_typed_values_as_show_json_does(aws: tuple[Any, Any]) -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
     from checkpoint_journal.cli.browse import jsonable
     from checkpoint_journal.cli.export import event_doc, extract_record
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
     s3, ddb = aws
     serde = JsonPlusSerializer()

@@ -20,22 +20,28 @@ import fastavro
 import pytest
 
 from checkpoint_journal import schemas
+from checkpoint_journal._core import archive as _archive
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred
-from checkpoint_journal.errors import BucketNotFoundError, CorruptRecordError, TransientError
-from checkpoint_journal.local._events import to_stream_record
-from checkpoint_journal._core.items import metadata_attrs, plan_items
-from checkpoint_journal.stream_handlers import _archiver
-from checkpoint_journal.stream_handlers._archiver import (
+from checkpoint_journal._core.archive import (
     AVRO_CODEC,
     RECORD_ARCHIVE,
     SCHEMAS_METADATA_KEY,
     STREAM_METADATA_KEY,
+    container,
+    object_key,
+)
+from checkpoint_journal._core.items import metadata_attrs, plan_items
+from checkpoint_journal.errors import (
+    BucketNotFoundError,
+    CorruptRecordError,
+    TransientError,
+)
+from checkpoint_journal.local._events import to_stream_record
+from checkpoint_journal.stream_handlers._archiver import (
     Archiver,
     archive_record,
-    container,
     needs_key,
-    object_key,
     plan_file,
     seal_record,
 )
@@ -638,7 +644,7 @@ def test_a_retried_batch_overwrites_its_file(aws: tuple[Any, Any]) -> None:
     assert make_handler(ENV)(_batch(), None) == first
     assert _keys_in(s3) == objects  # same key, same bytes (same ETag), nothing added
     body = s3.get_object(Bucket=BUCKET, Key=first["key"])["Body"].read()
-    records = _archiver.read_container(body)
+    records = _archive.read_records(body)
     assert [r["sequence_number"] for r in records] == ["11", "12"]
     # One key for the thread, in the table's reserved partition, that sealed both.
     (item,) = ddb.scan(TableName=TABLE, ScanFilter={
@@ -655,7 +661,7 @@ def test_a_batch_of_a_deleted_thread_is_archived_without_content(aws: tuple[Any,
     assert answer["archived"] == 2 and answer["withheld"] == 2
     assert ddb.scan(TableName=TABLE)["Items"] == []  # the key it created went again
     body = s3.get_object(Bucket=BUCKET, Key=answer["key"])["Body"].read()
-    assert {r["key_id"] for r in _archiver.read_container(body)} == {_shred.WITHHELD_KEY_ID}
+    assert {r["key_id"] for r in _archive.read_records(body)} == {_shred.WITHHELD_KEY_ID}
 
 
 def test_the_dynamo_key_store(aws: tuple[Any, Any]) -> None:

@@ -14,10 +14,16 @@ from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Interrupt
 
+from checkpoint_journal._core.fold import CheckpointEvent, FoldedWrite, Namespace
+from checkpoint_journal._core.keys import (
+    checkpoint_sk,
+    head_sk,
+    thread_pk,
+    tombstone_sk,
+    writes_sk,
+)
 from checkpoint_journal.cli import browse
 from checkpoint_journal.cli import render as text
-from checkpoint_journal._core.keys import checkpoint_sk, head_sk, thread_pk, tombstone_sk, writes_sk
-from checkpoint_journal._core.fold import CheckpointEvent, FoldedWrite, Namespace
 
 SERDE = JsonPlusSerializer()
 

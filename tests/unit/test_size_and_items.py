@@ -5,9 +5,18 @@ import os
 
 import pytest
 
-from checkpoint_journal._core.size import MAX_ITEM_BYTES, attribute_value_size, item_size
+from checkpoint_journal._core.items import (
+    MAX_RECORD_BYTES,
+    metadata_attrs,
+    plan_items,
+    to_attr,
+)
+from checkpoint_journal._core.size import (
+    MAX_ITEM_BYTES,
+    attribute_value_size,
+    item_size,
+)
 from checkpoint_journal.errors import PayloadTooLargeError
-from checkpoint_journal._core.items import MAX_RECORD_BYTES, metadata_attrs, plan_items, to_attr
 from checkpoint_journal.schemas import Encoded
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from checkpoint_journal.local._esm import StreamEventSource
 from checkpoint_journal.local._events import (
     MAX_PAYLOAD_BYTES,
     Condition,
@@ -23,7 +24,6 @@ from checkpoint_journal.local._events import (
     retry_delay,
     to_stream_record,
 )
-from checkpoint_journal.local._esm import StreamEventSource
 
 ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2024-01-01T00:00:00.000"
 SHARD = "shardId-00000001-abc"

@@ -414,7 +414,11 @@ def test_bucket_lifecycle_errors_are_clear(
 def test_the_local_runner_reads_both_stream_functions_from_the_template(
     template: dict[str, Any],
 ) -> None:
-    from checkpoint_journal.local._esm import queue_attributes, resource_ids, stream_event_sources
+    from checkpoint_journal.local._esm import (
+        queue_attributes,
+        resource_ids,
+        stream_event_sources,
+    )
 
     refs = {"JournalTable": "tbl", "BlobBucket": "bkt", "ProjectorFailureQueue": "pq",
             "ArchiverFailureQueue": "aq"}

@@ -9,8 +9,8 @@ from typing import Any
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import index as _index
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.size import item_size
 from checkpoint_journal._core.fold import BlobRef, decode_view, fold_partition
+from checkpoint_journal._core.size import item_size
 from checkpoint_journal.stream_handlers._projector import doorbell
 from checkpoint_journal.stream_handlers._view import build_view, head_item
 from tests.unit.test_fold import ckpt, writes
