@@ -37,7 +37,7 @@ from langgraph.checkpoint.base import writes_sort_key
 
 from checkpoint_journal import schemas
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.items import Item
+from checkpoint_journal._core.items import Item, from_attr
 
 logger = logging.getLogger(__name__)
 
@@ -232,36 +232,14 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
     With ``use_views``, view items among ``items`` are decoded and their values offered
     as sources (rule 5); without, they are ignored and only the journal speaks.
     """
-    thread_id = ""
-    parsed: list[tuple[_keys.ParsedKey, Item]] = []
-    tombstones: dict[str, int] = {}
-    for item in items:
-        exp = _num(item, "expires_at")
-        if exp is not None and exp <= now_s:
-            continue
-        thread_id = _keys.thread_from_pk(item["PK"]["S"])
-        try:
-            key = _keys.parse_sk(item["SK"]["S"])
-        except ValueError:
-            continue  # view, head and index items share the partition
-        if key.kind == _keys.KIND_REMOVAL:
-            continue  # audit markers: verify reads them, the fold does not
-        if key.kind == _keys.KIND_TOMBSTONE:
-            deleted_at = _num(item, "written_at") or 0
-            tombstones[key.checkpoint_ns] = max(tombstones.get(key.checkpoint_ns, 0), deleted_at)
-        elif key.kind != _keys.KIND_VIEW or use_views:
-            parsed.append((key, item))
-
-    chunks: dict[str, dict[int, bytes]] = defaultdict(dict)
-    records: list[tuple[_keys.ParsedKey, Item]] = []
-    for key, item in parsed:
-        if (_num(item, "written_at") or 0) <= tombstones.get(key.checkpoint_ns, -1):
-            continue
-        if key.kind == _keys.KIND_CHUNK:
-            n = int(item["SK"]["S"].rsplit("#", 1)[1])
-            chunks[key.parent_sk][n] = item["body"]["B"]
-        else:
-            records.append((key, item))
+    items = list(items)
+    thread_id = _keys.thread_from_pk(items[0]["PK"]["S"]) if items else ""
+    tombstones, visible = visible_items(items, now_s=now_s)
+    chunks = chunk_parts(visible)
+    records = [
+        (key, item) for key, item in visible
+        if key.kind != _keys.KIND_CHUNK and (key.kind != _keys.KIND_VIEW or use_views)
+    ]
 
     fold = Fold(thread_id)
     for ns_name, deleted_at in tombstones.items():
@@ -272,7 +250,7 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
         if key.kind == _keys.KIND_VIEW:
             views.append((key, item))
             continue
-        body = _body(item, chunks.get(key.parent_sk, {}))
+        body = record_body(item, chunks.get(key.parent_sk, {}))
         if body is None:
             continue
         ns = fold.namespaces.setdefault(key.checkpoint_ns, Namespace())
@@ -281,7 +259,6 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
         if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
             ns.last_activity_ms = max(ns.last_activity_ms, written_at)
         if key.kind == _keys.KIND_CHECKPOINT:
-            visible_until = _num(item, "visible_until")
             rec = schemas.decode(schemas.RECORD_CHECKPOINT, body, fp, codec)
             event = CheckpointEvent(
                 thread_id=rec["thread_id"],
@@ -297,7 +274,8 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
                     cv["channel"]: cv["version"] for cv in rec.get("channel_versions") or []
                 },
                 expires_at=min(
-                    (x for x in (_num(item, "expires_at"), visible_until) if x is not None),
+                    (x for x in (_num(item, "expires_at"), _num(item, "visible_until"))
+                     if x is not None),
                     default=None,
                 ),
                 md=_plain_md(item),
@@ -306,7 +284,7 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
                 hash_key_id=rec.get("hash_key_id"),
             )
             _add_blobs(ns, key.checkpoint_id, written_at, event.blobs)
-            if visible_until is None or visible_until > now_s:
+            if checkpoint_visible(item, now_s):
                 ns.checkpoints[key.checkpoint_id] = event
         elif key.kind == _keys.KIND_BLOBS:
             rec = schemas.decode(schemas.RECORD_BLOBS, body, fp, codec)
@@ -360,11 +338,7 @@ def decode_view(item: Item) -> ViewCheckpoint:
 
 def _plain_md(item: Item) -> dict[str, Any] | None:
     md = item.get("md")
-    if md is None:
-        return None
-    from boto3.dynamodb.types import TypeDeserializer
-
-    out = TypeDeserializer().deserialize(md)
+    out = from_attr(md) if md is not None else None
     return out if isinstance(out, dict) else None
 
 
@@ -391,7 +365,7 @@ def _add_blobs(
         ns.blob_written_at[k] = max(ns.blob_written_at.get(k, 0), written_at)
 
 
-def _body(item: Item, chunks: dict[int, bytes]) -> bytes | None:
+def record_body(item: Item, chunks: dict[int, bytes]) -> bytes | None:
     if "body" in item:
         body: bytes = item["body"]["B"]
         return body
@@ -417,6 +391,8 @@ class Survey:
     views: dict[str, Item] = field(default_factory=dict)
     writes_events: dict[str, int] = field(default_factory=dict)
     tombstone_ms: int = 0
+    last_activity_ms: int = 0
+    """The latest written_at of a visible checkpoint or writes event."""
 
     def seed_below(self, checkpoint_id: str) -> str | None:
         """The newest visible checkpoint older than ``checkpoint_id`` whose view item was
@@ -439,33 +415,65 @@ class Survey:
 
 def survey(items: Iterable[Item], *, now_s: float) -> dict[str, Survey]:
     """Per namespace: visible events, view items and writes-event counts (no decoding)."""
-    out: dict[str, Survey] = {}
-    rest: list[tuple[_keys.ParsedKey, Item]] = []
-    for item in items:
-        try:
-            key = _keys.parse_sk(item["SK"]["S"])
-        except ValueError:
-            continue
-        if key.kind == _keys.KIND_REMOVAL:
-            continue
+    tombstones, visible = visible_items(items, now_s=now_s)
+    out = {ns: Survey(tombstone_ms=at) for ns, at in tombstones.items()}
+    for key, item in visible:
         sv = out.setdefault(key.checkpoint_ns, Survey())
-        if key.kind == _keys.KIND_TOMBSTONE:
-            sv.tombstone_ms = max(sv.tombstone_ms, _num(item, "written_at") or 0)
-        else:
-            rest.append((key, item))
-    for key, item in rest:
-        sv = out[key.checkpoint_ns]
-        exp = _num(item, "expires_at")
-        if exp is not None and exp <= now_s:
-            continue
-        if (_num(item, "written_at") or 0) <= sv.tombstone_ms:
-            continue
+        if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
+            sv.last_activity_ms = max(sv.last_activity_ms, _num(item, "written_at") or 0)
         if key.kind == _keys.KIND_CHECKPOINT:
-            until = _num(item, "visible_until")
-            if until is None or until > now_s:
+            if checkpoint_visible(item, now_s):
                 sv.events[key.checkpoint_id] = item
         elif key.kind == _keys.KIND_VIEW:
             sv.views[key.checkpoint_id] = item
         elif key.kind == _keys.KIND_WRITES:
             sv.writes_events[key.checkpoint_id] = sv.writes_events.get(key.checkpoint_id, 0) + 1
+    return out
+
+
+def visible_items(
+    items: Iterable[Item], *, now_s: float
+) -> tuple[dict[str, int], list[tuple[_keys.ParsedKey, Item]]]:
+    """The one visibility rule (rules 1 and 2): the namespaces' tombstones (namespace ->
+    written_at of the latest) and every other journal or view item still visible, with
+    its parsed key. Heads, index entries and removal markers are left out (they share the
+    partition but are not the journal's content)."""
+    tombstones: dict[str, int] = {}
+    rest: list[tuple[_keys.ParsedKey, Item]] = []
+    for item in items:
+        exp = _num(item, "expires_at")
+        if exp is not None and exp <= now_s:
+            continue
+        try:
+            key = _keys.parse_sk(item["SK"]["S"])
+        except ValueError:
+            continue  # head and index items share the partition
+        if key.kind == _keys.KIND_REMOVAL:
+            continue  # audit markers: verify reads them, the fold does not
+        if key.kind == _keys.KIND_TOMBSTONE:
+            at = _num(item, "written_at") or 0
+            tombstones[key.checkpoint_ns] = max(tombstones.get(key.checkpoint_ns, 0), at)
+        else:
+            rest.append((key, item))
+    visible = [
+        (key, item) for key, item in rest
+        if (_num(item, "written_at") or 0) > tombstones.get(key.checkpoint_ns, -1)
+    ]
+    return tombstones, visible
+
+
+def checkpoint_visible(item: Item, now_s: float) -> bool:
+    """Rule 4's last part: a checkpoint past ``visible_until`` (a value it references
+    has expired) is hidden."""
+    until = _num(item, "visible_until")
+    return until is None or until > now_s
+
+
+def chunk_parts(keyed: Iterable[tuple[_keys.ParsedKey, Item]]) -> dict[str, dict[int, bytes]]:
+    """The chunk items among ``keyed``: parent sort key -> chunk number -> bytes (rule 3;
+    :func:`record_body` reassembles and checks them)."""
+    out: dict[str, dict[int, bytes]] = defaultdict(dict)
+    for key, item in keyed:
+        if key.kind == _keys.KIND_CHUNK:
+            out[key.parent_sk][int(item["SK"]["S"].rsplit("#", 1)[1])] = item["body"]["B"]
     return out

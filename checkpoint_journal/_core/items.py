@@ -163,3 +163,30 @@ def metadata_attrs(metadata: Mapping[str, Any]) -> Item:
     if isinstance(run_id, str) and run_id:
         attrs["run_id"] = {"S": run_id}  # key of the RunIndex GSI (delete_for_runs)
     return attrs
+
+
+def from_attr(attr: Any) -> Any:
+    """A DynamoDB attribute value (Lambda's JSON form or boto3's) as plain JSON data: the
+    inverse of :func:`to_attr` (numbers come back as int or float, never Decimal)."""
+    if not isinstance(attr, Mapping) or len(attr) != 1:
+        return None
+    ((tag, value),) = attr.items()
+    if tag == "S":
+        return value
+    if tag == "N":
+        try:
+            return int(str(value))
+        except ValueError:
+            return float(str(value))
+    if tag == "BOOL":
+        return bool(value)
+    if tag == "NULL":
+        return None
+    if tag == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    if tag == "L":
+        return [from_attr(v) for v in value]
+    if tag in ("SS", "NS"):
+        return [from_attr({tag[0]: v}) for v in value]
+    # Binary has no JSON form; the saver never writes it into md.
+    return None

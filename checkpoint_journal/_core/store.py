@@ -64,6 +64,21 @@ class DynamoJournalStore:
     def _call(self, fn: Callable[[], T], what: str) -> T:
         return aws.call(fn, service=aws.DYNAMODB, resource=self.table, what=what)
 
+    def _query(self, kw: dict[str, Any], what: str,
+               first_limit: int | None = None) -> Iterator[list[Item]]:
+        """Every page of a Query (``first_limit`` caps the first page's item count)."""
+        kw = dict(kw)
+        if first_limit is not None:
+            kw["Limit"] = first_limit
+        while True:
+            page = self._call(lambda: self.client.query(**kw), what)
+            yield list(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            if first_limit is not None:
+                kw.pop("Limit", None)
+            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def _put_new(self, item: Item) -> None:
         """Append one immutable item; an identical existing item is a retried append."""
         try:
@@ -143,18 +158,7 @@ class DynamoJournalStore:
             # I4: a read right after a write must see it.
             "ConsistentRead": True,
         }
-        limit = first_limit
-        while True:
-            if limit is not None:
-                kw["Limit"] = limit
-                limit = None
-            else:
-                kw.pop("Limit", None)
-            page = self._call(lambda: self.client.query(**kw), "read the journal")
-            yield list(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._query(kw, "read the journal", first_limit)
 
     def with_chunks(self, pk: str, items: list[Item]) -> list[Item]:
         """``items`` plus the chunk items of every chunked record among them (one Query
@@ -190,13 +194,7 @@ class DynamoJournalStore:
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": True,
         }
-        out: list[Item] = []
-        while True:
-            page = self._call(lambda: self.client.query(**kw), "read a thread's keys")
-            out.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [i for page in self._query(kw, "read a thread's keys") for i in page]
 
     def get(self, pk: str, sk: str) -> Item | None:
         resp = self._call(
@@ -246,17 +244,11 @@ class DynamoJournalStore:
             "ScanIndexForward": False,
         }
         if limit is not None:
-            kw["Limit"] = limit
-        while True:
-            page = self._call(lambda: self.client.query(**kw), f"query {index}")
-            yield list(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kw["Limit"] = limit  # every page
+        return self._query(kw, f"query {index}")
 
     def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]:
         """Keys only (no bodies) of a partition under a prefix, for deletes."""
-        out: list[tuple[str, str]] = []
         kw: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
@@ -268,16 +260,11 @@ class DynamoJournalStore:
         if not sk_prefix:  # the whole partition (DynamoDB refuses an empty prefix)
             kw["KeyConditionExpression"] = "#pk = :pk"
             kw["ExpressionAttributeValues"] = {":pk": {"S": pk}}
-        while True:
-            page = self._call(lambda: self.client.query(**kw), "list journal keys")
-            out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [(i["PK"]["S"], i["SK"]["S"])
+                for page in self._query(kw, "list journal keys") for i in page]
 
     def run_keys(self, run_id: str) -> list[tuple[str, str]]:
         """Keys of the checkpoint events of a LangGraph run, from the RunIndex GSI."""
-        out: list[tuple[str, str]] = []
         kw: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": "RunIndex",
@@ -285,12 +272,8 @@ class DynamoJournalStore:
             "ExpressionAttributeNames": {"#run": "run_id"},
             "ExpressionAttributeValues": {":run": {"S": run_id}},
         }
-        while True:
-            page = self._call(lambda: self.client.query(**kw), "find a run's checkpoints")
-            out.extend((i["PK"]["S"], i["SK"]["S"]) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [(i["PK"]["S"], i["SK"]["S"])
+                for page in self._query(kw, "find a run's checkpoints") for i in page]
 
     def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None:
         self._batch_write(

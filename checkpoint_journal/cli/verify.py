@@ -43,7 +43,7 @@ from checkpoint_journal._core import shred as _shred
 from checkpoint_journal._core.archive import RECORD_OF_KIND, ArchiveDamage
 from checkpoint_journal._core.archive_read import ArchivedEvent
 from checkpoint_journal._core.chain import Hasher
-from checkpoint_journal._core.fold import BlobRef, _body, decode_view, fold_partition
+from checkpoint_journal._core.fold import BlobRef, decode_view, fold_partition, record_body
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
 from checkpoint_journal.cli.browse import NotFoundError, iso_ms
 from checkpoint_journal.errors import CorruptRecordError
@@ -252,7 +252,7 @@ def check_thread(report: Report, hasher: Hasher, thread_id: str, items: list[Ite
         if written <= state.tombstones.get(ns, -1):
             report.counts["hidden by delete_thread"] += 1
             continue
-        body = _body(item, chunks.get(key.parent_sk, {}))
+        body = record_body(item, chunks.get(key.parent_sk, {}))
         if body is None:
             report.add(UNREADABLE, "table", thread_id, ns, cid, loc,
                        "the item's chunks are missing or do not match its digest")

@@ -35,6 +35,7 @@ from checkpoint_journal._core.archive import (
     object_key,
 )
 from checkpoint_journal._core.index import canonical
+from checkpoint_journal._core.items import from_attr
 from checkpoint_journal.errors import (
     AccessDeniedError,
     BucketNotFoundError,
@@ -87,7 +88,7 @@ def archive_record(
         return None
 
     seq = str(ddb.get("SequenceNumber", ""))
-    md = _plain(image["md"]) if "md" in image else None
+    md = from_attr(image["md"]) if "md" in image else None
     md = md if isinstance(md, dict) else None
     run_id = _string(image.get("run_id"))
     return {
@@ -204,30 +205,6 @@ def _int_or_none(value: Any) -> int | None:
     return int(value) if float(value).is_integer() else None
 
 
-def _plain(attr: Any) -> Any:
-    """A DynamoDB attribute value (Lambda's JSON form or boto3's) as plain JSON data."""
-    if not isinstance(attr, Mapping) or len(attr) != 1:
-        return None
-    ((tag, value),) = attr.items()
-    if tag == "S":
-        return value
-    if tag == "N":
-        try:
-            return int(str(value))
-        except ValueError:
-            return float(str(value))
-    if tag == "BOOL":
-        return bool(value)
-    if tag == "NULL":
-        return None
-    if tag == "M":
-        return {k: _plain(v) for k, v in value.items()}
-    if tag == "L":
-        return [_plain(v) for v in value]
-    if tag in ("SS", "NS"):
-        return [_plain({tag[0]: v}) for v in value]
-    # Binary has no JSON form; the saver never writes it into md.
-    return None
 
 
 def canonical_json(value: Any) -> str | None:

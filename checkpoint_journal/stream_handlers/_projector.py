@@ -27,7 +27,7 @@ from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import Namespace, fold_partition, survey
 from checkpoint_journal._core.items import Item
-from checkpoint_journal._core.size import MAX_ITEM_BYTES
+from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
 from checkpoint_journal.stream_handlers._lambda import journal_key
 from checkpoint_journal.stream_handlers._view import ViewItems, build_view, head_item
@@ -228,13 +228,13 @@ class Projector:
             self._parallel([lambda c=c: self.store.put_many(c)  # type: ignore[misc]
                             for c in _chunks(index, 25)])
             stats.index_items += len(index)
-            stats.bytes_written += sum(_size(i) for i in index)
+            stats.bytes_written += sum(item_size(i) for i in index)
         for b, written in zip(builds.values(), self._parallel(
             [lambda b=b: self._put_view(b.view) for b in builds.values()]  # type: ignore[misc]
         )):
             if written:
                 stats.views_written += 1
-                stats.bytes_written += _size(b.view)
+                stats.bytes_written += item_size(b.view)
 
         # Views and index entries of checkpoints that are gone (pruned, deleted, hidden
         # by a tombstone, expired): removed, so nothing resurrects them (I6).
@@ -265,7 +265,7 @@ class Projector:
             if bell.removal or bell.tombstone:
                 self.store.delete_keys([(pk, _keys.head_sk(ns_name))])
         elif self._put_head(head):
-            stats.bytes_written += _size(head)
+            stats.bytes_written += item_size(head)
         return stats
 
     def project_all(self, bells: Iterable[Doorbell]) -> Stats:
@@ -337,9 +337,3 @@ class Projector:
     def threads(self) -> Iterable[str]:
         """Every thread id in the table (a Scan: for rebuild-all and operators only)."""
         return thread_ids(self.ddb, self.table_name)
-
-
-def _size(item: Item) -> int:
-    from checkpoint_journal._core.size import item_size
-
-    return item_size(item)
