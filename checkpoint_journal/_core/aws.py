@@ -105,9 +105,15 @@ def clients(
     s3_endpoint_url: str | None = None,
     region_name: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    s3_follows_endpoint_url: bool = True,
 ) -> Clients:
     """A DynamoDB and an S3 client from one session, with the retry budget, timeouts
     and pool configured here.
+
+    S3 goes to ``s3_endpoint_url``, else to ``endpoint_url`` (one emulator serving
+    both), unless ``s3_follows_endpoint_url`` is False: then, without
+    ``s3_endpoint_url``, S3 keeps boto3's own resolution (``AWS_ENDPOINT_URL_S3``), as
+    the command line's ``--endpoint-url`` (DynamoDB's) wants.
 
     Raises NotConfiguredError when no region can be found, naming the ways to set one.
     """
@@ -118,7 +124,8 @@ def clients(
         kw["region_name"] = region
     try:
         ddb = session.client("dynamodb", endpoint_url=endpoint_url, **kw)
-        s3 = session.client("s3", endpoint_url=s3_endpoint_url or endpoint_url, **kw)
+        s3_endpoint = s3_endpoint_url or (endpoint_url if s3_follows_endpoint_url else None)
+        s3 = session.client("s3", endpoint_url=s3_endpoint, **kw)
     except botocore.exceptions.NoRegionError as e:
         raise errors.NotConfiguredError(
             "no AWS region configured: pass --region (region_name= in Python), or set "

@@ -29,6 +29,7 @@ uses, so the tombstone is the last item of its namespace.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from checkpoint_journal.errors import InvalidKeyError
@@ -238,3 +239,8 @@ def namespace_of(sk: str) -> str | None:
         return parse_sk(sk).checkpoint_ns
     except ValueError:
         return None
+
+
+def namespaces(sort_keys: Iterable[str]) -> list[str]:
+    """The namespaces these sort keys belong to, sorted (keys of no namespace skipped)."""
+    return sorted({ns for sk in sort_keys if (ns := namespace_of(sk)) is not None})

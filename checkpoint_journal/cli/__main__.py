@@ -2,6 +2,6 @@
 
 import sys
 
-from checkpoint_journal.cli import main
+from checkpoint_journal.cli.main import main
 
 sys.exit(main())

@@ -3,8 +3,8 @@
     checkpoint-journal demo                  # moto backend
     checkpoint-journal demo --backend dynamodb-local
 
-The agent is a LangGraph graph of plain, deterministic Python nodes (keyword
-classification, an in-code order table, a fake payment gateway). The demo walks through
+The agent (``demo_agent``) is a LangGraph graph of plain, deterministic Python nodes
+(keyword classification, an in-code order table, a fake payment gateway). The demo walks through
 what a checkpointer is for, on one thread, and prints a short narrative:
 
 1. a conversation of several turns that remembers the order it is about;
@@ -18,30 +18,39 @@ what a checkpointer is for, on one thread, and prints a short narrative:
 6. the audit trail: the archiver's Avro files and the thread's history.
 
 ``run_demo`` returns a ``DemoResult`` with the facts the narrative claims, so tests can
-check them rather than the wording.
+check them rather than the wording. The agent's savers come from the deployment
+(``dep.saver``); what the demo reads of storage it reads through a ``Connection``, as the
+``checkpoint-journal`` commands do.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
-from langgraph.types import Command, StateSnapshot, interrupt
+from langgraph.types import Command, StateSnapshot
 
+from checkpoint_journal._core import aws
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.size import item_size
+from checkpoint_journal.cli.connect import Connection
+from checkpoint_journal.cli.demo_agent import (
+    APPROVAL_THRESHOLD,
+    ORDERS,
+    GatewayDown,
+    NodeLog,
+    PaymentGateway,
+    build_graph,
+)
 from checkpoint_journal.local import Backend, LocalDeployment
 
 __all__ = [
@@ -56,223 +65,6 @@ __all__ = [
 ]
 
 Out = Callable[[str], None]
-
-# The whole "order system": enough variety for a status question, a refund that needs
-# approval (above the threshold) and one that does not.
-ORDERS: dict[str, dict[str, Any]] = {
-    "A1001": {"item": "espresso machine", "total": 189.00, "status": "shipped",
-              "carrier": "UPS 1Z999AA10123456784", "eta": "Thursday"},
-    "A1002": {"item": "blender", "total": 249.00, "status": "delivered on Monday",
-              "carrier": "DHL 4052611", "eta": None},
-    "A1003": {"item": "mug set", "total": 35.00, "status": "delivered on Tuesday",
-              "carrier": "USPS 9400111899", "eta": None},
-}
-# Refunds above this many dollars need a human's approval.
-APPROVAL_THRESHOLD = 100.00
-
-_ORDER_ID = re.compile(r"\bA\d{4}\b")
-_REFUND_WORDS = ("refund", "broken", "return", "money back")
-_ETA_WORDS = ("when", "arrive")
-_STATUS_WORDS = ("where", "status", "track")
-
-
-# -- the agent ---------------------------------------------------------------------------
-
-
-class SupportState(TypedDict, total=False):
-    messages: Annotated[list[AnyMessage], add_messages]
-    turn: int
-    intent: str
-    order_id: str | None
-    order: dict[str, Any] | None
-    refund_amount: float
-    needs_approval: bool
-    approved: bool | None
-    refund_id: str | None
-    return_label: str | None
-    reply: str
-
-
-class NodeFn(Protocol):
-    # A Protocol, not a Callable: LangGraph's add_node matches on the parameter name.
-    def __call__(self, state: SupportState) -> dict[str, Any]: ...
-
-
-class GatewayDown(RuntimeError):
-    """The simulated payment gateway dropped the connection."""
-
-
-@dataclass
-class PaymentGateway:
-    """A fake payment gateway; ``outages`` is how many next calls fail."""
-
-    outages: int = 0
-    refunds: list[tuple[str, float]] = field(default_factory=list)
-
-    def refund(self, order_id: str, amount: float) -> str:
-        if self.outages > 0:
-            self.outages -= 1
-            raise GatewayDown(f"payment gateway timed out refunding order {order_id}")
-        self.refunds.append((order_id, amount))
-        return f"RF-{order_id}-{len(self.refunds):03d}"
-
-
-@dataclass
-class NodeLog:
-    """Counts node executions (started) and successful returns (finished), so the demo
-    can prove which nodes ran again after a crash."""
-
-    started: Counter[str] = field(default_factory=Counter)
-    finished: Counter[str] = field(default_factory=Counter)
-
-    def snapshot(self) -> tuple[Counter[str], Counter[str]]:
-        return self.started.copy(), self.finished.copy()
-
-
-def _last_human_text(state: SupportState) -> str:
-    for msg in reversed(state.get("messages", [])):
-        if isinstance(msg, HumanMessage):
-            return str(msg.content)
-    return ""
-
-
-def classify(state: SupportState) -> dict[str, Any]:
-    text = _last_human_text(state).lower()
-    if any(w in text for w in _REFUND_WORDS):
-        intent = "refund"
-    elif any(w in text for w in _ETA_WORDS):
-        intent = "eta"
-    elif any(w in text for w in _STATUS_WORDS):
-        intent = "status"
-    else:
-        intent = "other"
-    found = _ORDER_ID.search(text.upper())
-    # No order id in this message: the one from an earlier turn, read from the checkpoint.
-    order_id = found.group(0) if found else state.get("order_id")
-    # Per-turn fields are reset so a turn never sees the previous turn's refund.
-    return {"turn": state.get("turn", 0) + 1, "intent": intent, "order_id": order_id,
-            "refund_amount": 0.0, "needs_approval": False, "approved": None,
-            "refund_id": None, "return_label": None}
-
-
-def lookup_order(state: SupportState) -> dict[str, Any]:
-    order_id = state.get("order_id")
-    order = ORDERS.get(order_id) if order_id else None
-    amount = float(order["total"]) if order and state.get("intent") == "refund" else 0.0
-    return {"order": order, "refund_amount": amount}
-
-
-def check_refund(state: SupportState) -> dict[str, Any]:
-    return {"needs_approval": state.get("refund_amount", 0.0) > APPROVAL_THRESHOLD}
-
-
-def human_approval(state: SupportState) -> dict[str, Any]:
-    # interrupt() saves the question with the checkpoint and stops the run; on resume
-    # LangGraph runs this node again and interrupt() returns the human's answer.
-    decision = interrupt({
-        "question": "Approve this refund?",
-        "order_id": state.get("order_id"),
-        "amount": state.get("refund_amount"),
-        "threshold": APPROVAL_THRESHOLD,
-    })
-    return {"approved": bool(decision.get("approved"))}
-
-
-def create_return_label(state: SupportState) -> dict[str, Any]:
-    return {"return_label": f"RMA-{state.get('order_id')}-{state.get('turn', 0)}"}
-
-
-def draft_reply(state: SupportState) -> dict[str, Any]:
-    text = _reply_text(state)
-    return {"reply": text, "messages": [AIMessage(content=text)]}
-
-
-def _reply_text(state: SupportState) -> str:
-    order, oid = state.get("order"), state.get("order_id")
-    intent = state.get("intent")
-    if intent == "other":
-        return "I can help with where an order is, or with a refund. What do you need?"
-    if order is None:
-        return f"I could not find order {oid!r}; could you check the number?"
-    if intent == "status":
-        return f"Your {order['item']} (order {oid}) is {order['status']} with {order['carrier']}."
-    if intent == "eta":
-        if order["eta"]:
-            return f"Order {oid} should arrive {order['eta']}."
-        return f"Order {oid} was {order['status']}."
-    amount = state.get("refund_amount", 0.0)
-    if state.get("needs_approval") and not state.get("approved"):
-        return f"A manager reviewed the ${amount:.2f} refund for order {oid} and declined it."
-    approved = " A manager approved it." if state.get("needs_approval") else ""
-    return (f"Refunded ${amount:.2f} for your {order['item']} ({state.get('refund_id')}); "
-            f"return label {state.get('return_label')} is on its way.{approved}")
-
-
-# Refunding and the return label are independent: they run in parallel, in one step.
-_REFUND_STEPS = ["issue_refund", "create_return_label"]
-
-
-def _after_lookup(state: SupportState) -> str:
-    refund = state.get("intent") == "refund" and state.get("order")
-    return "check_refund" if refund else "draft_reply"
-
-
-def _after_check(state: SupportState) -> str | list[str]:
-    return "human_approval" if state.get("needs_approval") else _REFUND_STEPS
-
-
-def _after_approval(state: SupportState) -> str | list[str]:
-    return _REFUND_STEPS if state.get("approved") else "draft_reply"
-
-
-def _counted(name: str, fn: NodeFn, log: NodeLog) -> NodeFn:
-    def node(state: SupportState) -> dict[str, Any]:
-        log.started[name] += 1
-        update = fn(state)
-        log.finished[name] += 1
-        return update
-
-    return node
-
-
-def build_graph(
-    checkpointer: BaseCheckpointSaver[Any],
-    *,
-    gateway: PaymentGateway | None = None,
-    log: NodeLog | None = None,
-) -> Any:
-    """The support agent, compiled on ``checkpointer``.
-
-    ``gateway`` and ``log`` live outside the graph, like a real payment service and
-    metrics would, so that they survive a "process" (graph and saver) being replaced.
-    """
-    gateway = gateway if gateway is not None else PaymentGateway()
-    log = log if log is not None else NodeLog()
-
-    def issue_refund(state: SupportState) -> dict[str, Any]:
-        amount = state.get("refund_amount", 0.0)
-        return {"refund_id": gateway.refund(str(state.get("order_id")), amount)}
-
-    nodes: dict[str, NodeFn] = {
-        "classify": classify, "lookup_order": lookup_order, "check_refund": check_refund,
-        "human_approval": human_approval, "issue_refund": issue_refund,
-        "create_return_label": create_return_label, "draft_reply": draft_reply,
-    }
-    g = StateGraph(SupportState)
-    for name, fn in nodes.items():
-        g.add_node(name, _counted(name, fn, log))
-    g.add_edge(START, "classify")
-    g.add_edge("classify", "lookup_order")
-    g.add_conditional_edges("lookup_order", _after_lookup, ["check_refund", "draft_reply"])
-    g.add_conditional_edges("check_refund", _after_check,
-                            ["human_approval", "issue_refund", "create_return_label"])
-    g.add_conditional_edges("human_approval", _after_approval,
-                            ["issue_refund", "create_return_label", "draft_reply"])
-    # draft_reply waits for both parallel branches.
-    g.add_edge(["issue_refund", "create_return_label"], "draft_reply")
-    g.add_edge("draft_reply", END)
-    return g.compile(checkpointer=checkpointer)
-
 
 # -- the demo ----------------------------------------------------------------------------
 
@@ -329,12 +121,26 @@ class DemoResult:
     def fork_changed_outcome(self) -> bool:
         return bool(self.fork_after) and self.fork_after != self.fork_before
 
+    def shortfalls(self) -> list[str]:
+        """What the demo should have shown and did not (empty when all went well)."""
+        checks = {
+            "no interrupt was seen and resumed": self.interrupt_seen and self.interrupt_resumed,
+            "the crash was not resumed without re-running finished nodes":
+                self.crash_resumed_without_rerun,
+            "the fork did not change the outcome": self.fork_changed_outcome,
+            "verify did not prove the thread intact in the table and the archive":
+                self.verify_ok and self.verify_matched == self.verify_checkpoints > 0,
+        }
+        return [msg for msg, ok in checks.items() if not ok]
+
 
 @dataclass
 class _Run:
     """Everything the demo steps share."""
 
     dep: LocalDeployment
+    conn: Connection
+    """What the demo reads of storage, it reads through this (as the commands do)."""
     out: Out
     result: DemoResult
     gateway: PaymentGateway = field(default_factory=PaymentGateway)
@@ -366,7 +172,11 @@ def run_demo(backend: Backend = "moto", out: Out = print) -> DemoResult:
     out(f"Starting the embedded local deployment ({backend}) ...")
     with LocalDeployment(backend=backend) as dep:
         out(f"  table {dep.table_name} at {dep.endpoint_url}, bucket {dep.bucket}")
-        run = _Run(dep=dep, out=out, result=result)
+        conn = Connection.of(
+            aws.clients(boto3_session=dep.session(), endpoint_url=dep.endpoint_url,
+                        s3_endpoint_url=dep.s3_endpoint_url),
+            dep.table_name, dep.bucket)
+        run = _Run(dep=dep, conn=conn, out=out, result=result)
         run.config = {"configurable": {"thread_id": result.thread_id}}
         run.new_process()
         try:
@@ -378,6 +188,7 @@ def run_demo(backend: Backend = "moto", out: Out = print) -> DemoResult:
             _step_audit(run)
         finally:
             run.saver.close()
+            conn.close()
     result.elapsed_seconds = time.perf_counter() - started
     out("")
     out(f"Demo finished in {result.elapsed_seconds:.2f} s.")
@@ -508,22 +319,12 @@ def _step_storage(run: _Run) -> None:
     # The projector folds the journal in the background (the local stream runner plays
     # Lambda's part); wait until it has seen everything, then look.
     run.dep.drain(timeout=60)
-    requests: list[str] = []
-
-    def count(model: Any, **_: Any) -> None:
-        requests.append(model.name)
-
-    run.saver._ddb.meta.events.register("before-call.*.*", count)
-    run.saver._s3.meta.events.register("before-call.*.*", count)
-    run.graph.get_state(run.config)
-    run.saver._ddb.meta.events.unregister("before-call.*.*", count)
-    run.saver._s3.meta.events.unregister("before-call.*.*", count)
-    run.result.get_state_requests = len(requests)
-    run.out(f"  get_state with the projector caught up: {len(requests)} request(s) "
-            f"({', '.join(requests)})")
+    run.result.get_state_requests, names = _requests_of_get_state(run)
+    run.out(f"  get_state with the projector caught up: {len(names)} request(s) "
+            f"({', '.join(names)})")
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
-    for item in _scan(run.dep):
+    for item in _scan(run.conn):
         if item["PK"]["S"].startswith("K#"):
             kind = "archive keys"  # one per thread: delete_thread destroys it (privacy)
         else:
@@ -538,74 +339,89 @@ def _step_storage(run: _Run) -> None:
         if counts[kind] or kind in ("checkpoint events", "pending writes", "views"):
             run.out(f"    {kind:<18} {counts[kind]:>4} items {sizes[kind]:>9,} bytes")
     run.out(f"    {'total':<18} {r.total_items:>4} items {r.total_bytes:>9,} bytes")
-    r.s3_objects, r.s3_bytes = _bucket_usage(run.dep)
+    r.s3_objects, r.s3_bytes = _bucket_usage(run.conn)
     run.out(f"  S3 bucket {run.dep.bucket}: {r.s3_objects} objects, {r.s3_bytes:,} bytes"
             + ("" if r.s3_objects else " (no value was large enough to offload)"))
+
+
+def _requests_of_get_state(run: _Run) -> tuple[int, list[str]]:
+    """The AWS requests of one ``get_state`` by a fresh worker: its saver's clients come
+    from a session whose event hook sees every request they send."""
+    requests: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        requests.append(model.name)
+
+    session = run.dep.session()
+    # Registered before the saver makes its clients: each client copies the hooks.
+    session.events.register("before-call.*.*", count)
+    with run.dep.saver(chain_key=run.chain_key, boto3_session=session) as saver:
+        build_graph(saver, gateway=run.gateway, log=run.log).get_state(run.config)
+    return len(requests), requests
 
 
 def _step_audit(run: _Run) -> None:
     """The audit trail: the archiver's Avro files, ``checkpoint-journal verify`` proving
     the thread intact in the table and the archive, and the thread's history as the
     ``checkpoint-journal history`` command prints it."""
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-
+    from checkpoint_journal._core import chain as _chain
     from checkpoint_journal._core.archive_read import iter_archive
-    from checkpoint_journal.cli import browse
+    from checkpoint_journal.cli import browse, detail
     from checkpoint_journal.cli import render as text
+    from checkpoint_journal.cli import verify as _verify
 
+    conn, thread_id = run.conn, run.result.thread_id
+    assert conn.bucket is not None
     _heading(run, "6. The audit trail")
     kinds: Counter[str] = Counter()
     files: set[str] = set()
     # The plain fields are enough to count: no table, so nothing is decrypted here.
-    for ev in iter_archive(run.saver._s3, run.dep.bucket, thread_id=run.result.thread_id):
+    for ev in iter_archive(conn.s3, conn.bucket, thread_id=thread_id):
         files.add(ev.file)
         kinds[ev.kind] += 1
     run.result.archive_files = len(files)
     run.result.archived_events = sum(kinds.values())
-    run.out(f"  s3://{run.dep.bucket}/archive/: {len(files)} Avro file(s) holding "
+    run.out(f"  s3://{conn.bucket}/archive/: {len(files)} Avro file(s) holding "
             f"{kinds.get('C', 0)} checkpoint events and {kinds.get('W', 0)} writes events "
             "of this thread (their contents encrypted with the thread's archive key)")
-    from checkpoint_journal._core import chain as _chain
-    from checkpoint_journal.cli import verify as _verify
-
     report = _verify.verify(
-        run.saver._store.client, run.dep.table_name,
-        hasher=_chain.Hasher(_chain.key_bytes(run.chain_key)),
-        thread_id=run.result.thread_id, s3=run.saver._s3, bucket=run.dep.bucket,
+        conn.dynamodb, conn.table, hasher=_chain.Hasher(_chain.key_bytes(run.chain_key)),
+        thread_id=thread_id, s3=conn.s3, bucket=conn.bucket,
     )
     run.result.verify_ok = report.ok
     run.result.verify_checkpoints = report.counts["checkpoints chained (table)"]
     run.result.verify_matched = report.counts["checkpoints matched table to archive"]
-    run.out(f"  $ checkpoint-journal verify --thread {run.result.thread_id} "
-            "--chain-key-file chain.key")
+    run.out(f"  $ checkpoint-journal verify --thread {thread_id} --chain-key-file chain.key")
     for line in _verify.text(report, text.Style(), archive=True):
         run.out(f"  {line}")
-    journal = browse.read_namespace(run.saver, run.result.thread_id, "")
-    rows = browse.history(journal, JsonPlusSerializer(), limit=5)
-    run.out(f"  $ checkpoint-journal history {run.result.thread_id} --limit 5")
-    for line in text.history_text(run.result.thread_id, "", rows,
-                                  len(journal.ns.checkpoints), text.Style()):
+    journal = browse.read_namespace(conn.store, thread_id, "", bucket=conn.bucket)
+    rows = detail.history(journal, browse.default_serde(), limit=5)
+    run.out(f"  $ checkpoint-journal history {thread_id} --limit 5")
+    for line in text.history_text(thread_id, "", rows, len(journal.ns.checkpoints),
+                                  text.Style()):
         run.out(f"  {line}")
 
 
-def _scan(dep: LocalDeployment) -> list[dict[str, Any]]:
-    ddb = dep.client("dynamodb")
-    items: list[dict[str, Any]] = []
-    for page in ddb.get_paginator("scan").paginate(TableName=dep.table_name, ConsistentRead=True):
-        items.extend(page.get("Items", []))
-    return items
+def _scan(conn: Connection) -> list[Item]:
+    """Every item of the table (a demo's table is small)."""
+    scan = conn.dynamodb.get_paginator("scan").paginate(TableName=conn.table,
+                                                        ConsistentRead=True)
+    return [item for page in aws.paginate(scan, service=aws.DYNAMODB, resource=conn.table,
+                                          what="count the table's items")
+            for item in page.get("Items", [])]
 
 
-def _bucket_usage(dep: LocalDeployment) -> tuple[int, int]:
-    s3 = dep.client("s3")
-    count = size = 0
-    # Offloaded values only: the archiver's Avro files (archive/) repeat the journal.
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dep.bucket,
-                                                              Prefix=_blobs.PREFIX):
-        for obj in page.get("Contents", []):
-            count += 1
-            size += int(obj.get("Size", 0))
-    return count, size
+def _bucket_usage(conn: Connection) -> tuple[int, int]:
+    """Objects and bytes of the offloaded values (the archiver's Avro files, archive/,
+    repeat the journal and are left out)."""
+    assert conn.bucket is not None
+    listing = conn.s3.get_paginator("list_objects_v2").paginate(Bucket=conn.bucket,
+                                                                Prefix=_blobs.PREFIX)
+    sizes = [int(obj.get("Size", 0))
+             for page in aws.paginate(listing, service=aws.S3, resource=conn.bucket,
+                                      what="list the offloaded values")
+             for obj in page.get("Contents", [])]
+    return len(sizes), sum(sizes)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """``checkpoint-journal export``: the audit archive, decrypted, as JSON lines or as an Avro
 extract.
 
-The events come from ``_archive_read.iter_archive`` (stream order, de-duplicated, one
+The events come from ``archive_read.iter_archive`` (stream order, de-duplicated, one
 thread and a time range if asked). Two formats:
 
 - ``jsonl`` (default): one JSON object per event, its plain fields, its ``state``, its
   metadata and its journal record decoded, every typed value in it (channel values,
   writes, the checkpoint, the metadata) deserialised with LangGraph's
   ``JsonPlusSerializer`` (pickle never, its allow-list honoured) and rendered JSON-safe
-  exactly as ``show --json`` renders values (``_browse.load`` and ``_browse.jsonable``).
+  exactly as ``show --json`` renders values (``browse.load`` and ``browse.jsonable``).
   An erased event (``shredded``) is there, with its plain fields and no content.
 - ``avro``: an Avro object container file of ``archive_event`` records (the current
   schema) with the content in clear: ``body`` the journal record's bytes (a referenced
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import sys
@@ -46,11 +47,14 @@ from checkpoint_journal._core.archive import (
     SCHEMAS_METADATA_KEY,
     ArchiveDamage,
 )
-from checkpoint_journal.cli.browse import NotFoundError, iso_ms, jsonable, load
+from checkpoint_journal.cli.browse import default_serde, iso_ms, jsonable, load
+from checkpoint_journal.cli.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+
+    from checkpoint_journal.cli.connect import Connection
 
 FORMATS = ("jsonl", "avro")
 # The states whose content was read (and is given in clear).
@@ -58,8 +62,6 @@ READABLE = frozenset({archive.STATE_INLINE, archive.STATE_REFERENCED})
 # The states whose content is sealed and could not be opened: the extract keeps key_id.
 SEALED = frozenset({archive.STATE_SHREDDED, archive.STATE_UNDECRYPTABLE,
                     archive.STATE_NO_KEY_ACCESS})
-# A person is waiting: fail fast (the saver's default is 8 attempts).
-MAX_ATTEMPTS = 3
 EXPORT_METADATA_KEY = "checkpoint_journal.export"
 
 
@@ -269,18 +271,12 @@ def export(
     if first is None and thread_id is not None:
         raise NotFoundError(f"thread {thread_id!r} has no event in s3://{bucket}/archive/"
                             + _range_text(since_ms, until_ms))
-    everything = events if first is None else _chain(first, events)
+    everything = events if first is None else itertools.chain([first], events)
     if fmt == "avro":
         write_avro(everything, out, source=f"s3://{bucket}/archive/")
     else:
         write_jsonl(everything, out, serde)
     return stats
-
-
-def _chain(first: archive.ArchivedEvent,
-           rest: Iterator[archive.ArchivedEvent]) -> Iterator[archive.ArchivedEvent]:
-    yield first
-    yield from rest
 
 
 def _range_text(since_ms: int | None, until_ms: int | None) -> str:
@@ -294,84 +290,28 @@ def _range_text(since_ms: int | None, until_ms: int | None) -> str:
 
 
 def run(args: argparse.Namespace, err: Callable[[str], None]) -> int:
-    """``checkpoint-journal export``: the exit status (0 ok, 1 AWS or table error, 2 usage,
-    3 no such thread in the archive). ``err`` prints one message on stderr."""
-    import boto3
-    import botocore.exceptions
-    from botocore.config import Config
+    """``checkpoint-journal export``: 0 once written (``err`` prints the damaged files
+    skipped, and a summary when writing to a file). Errors are raised for ``main``'s exit
+    statuses: UsageError (2), NotFoundError (no such thread in the archive, 3), any other
+    JournalError (1)."""
+    from checkpoint_journal.cli.connect import connect
+    from checkpoint_journal.cli.render import Progress
 
-    from checkpoint_journal.cli import render as text
-
-    bucket = args.bucket or os.environ.get("CHECKPOINT_JOURNAL_BUCKET")
-    table = args.table or os.environ.get("CHECKPOINT_JOURNAL_TABLE")
-    if not bucket:
-        err("no bucket: pass --bucket or set CHECKPOINT_JOURNAL_BUCKET (the BucketName "
-            "output of your stack): the archive is under its archive/ prefix")
-        return 2
-    if not table:
-        err("no table: pass --table or set CHECKPOINT_JOURNAL_TABLE (the TableName output "
-            "of your stack): it holds the threads' archive keys")
-        return 2
-    if args.since is not None and args.until is not None and args.since >= args.until:
-        err(f"--since ({iso_ms(args.since)}) must be before --until ({iso_ms(args.until)})")
-        return 2
-    if args.format == "avro" and args.output is None and sys.stdout.isatty():
-        err("refusing to write a binary Avro file to the terminal: pass --output PATH "
-            "(or redirect stdout)")
-        return 2
-
-    progress = text.Progress(sys.stderr)
-    partial = None if args.output is None else f"{args.output}.partial"
-    stats: Stats | None = None
+    conn = connect(args, bucket_for="the archive is under its archive/ prefix")
     try:
-        session = boto3.session.Session()
-        config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS})
+        if args.since is not None and args.until is not None and args.since >= args.until:
+            raise UsageError(f"--since ({iso_ms(args.since)}) must be before --until "
+                             f"({iso_ms(args.until)})")
+        if args.format == "avro" and args.output is None and sys.stdout.isatty():
+            raise UsageError("refusing to write a binary Avro file to the terminal: pass "
+                             "--output PATH (or redirect stdout)")
+        progress = Progress(sys.stderr)
         try:
-            ddb = session.client("dynamodb", endpoint_url=args.endpoint_url,
-                                 region_name=args.region, config=config)
-            # S3 keeps boto3's own endpoint resolution (AWS_ENDPOINT_URL_S3):
-            # --endpoint-url is DynamoDB's.
-            s3 = session.client("s3", region_name=args.region, config=config)
-        except botocore.exceptions.NoRegionError as e:
-            raise errors.NotConfiguredError(
-                "no AWS region configured: pass --region or set AWS_REGION") from e
-
-        def report(done: int, total: int) -> None:
-            progress(f"reading the archive: {done:,} of {total:,} files")
-
-        opened: IO[Any]
-        if partial is not None:
-            opened = (open(partial, "wb") if args.format == "avro"
-                      else open(partial, "w", encoding="utf-8"))
-        elif args.format == "avro":
-            opened = sys.stdout.buffer
-        else:
-            opened = sys.stdout
-        try:
-            stats = export(s3, ddb, bucket=bucket, table=table, fmt=args.format, out=opened,
-                           serde=_serde(), thread_id=args.thread, since_ms=args.since,
-                           until_ms=args.until, progress=report)
-            opened.flush()
+            stats = _write(args, conn, progress)
         finally:
-            if partial is not None:
-                opened.close()
-        if partial is not None:
-            os.replace(partial, args.output)
-            partial = None
-    except (Exception, KeyboardInterrupt) as e:
-        progress.close()
-        code = text.exit_status(e, err)
-        if code is not None:
-            return code
-        if isinstance(e, OSError):
-            err(f"cannot write the export: {e}")
-            return 1
-        raise
+            progress.close()
     finally:
-        if partial is not None and os.path.exists(partial):
-            os.unlink(partial)
-    progress.close()
-    assert stats is not None
+        conn.close()
     for d in stats.damaged:
         where = "" if d.position is None else f" record {d.position}"
         err(f"warning: damaged archive file {d.file}{where}: {d.reason} (skipped)")
@@ -382,10 +322,44 @@ def run(args: argparse.Namespace, err: Callable[[str], None]) -> int:
     return 0
 
 
-def _serde() -> SerializerProtocol:
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+def _write(args: argparse.Namespace, conn: Connection, progress: Callable[[str], None]) -> Stats:
+    """The export, to stdout or to ``--output`` (written to ``PATH.partial`` first, and
+    renamed only once complete)."""
+    assert conn.bucket is not None  # connect(bucket_for=...) made sure
 
-    return JsonPlusSerializer()
+    def report(done: int, total: int) -> None:
+        progress(f"reading the archive: {done:,} of {total:,} files")
+
+    partial = None if args.output is None else f"{args.output}.partial"
+    try:
+        opened: IO[Any]
+        if partial is not None:
+            opened = (open(partial, "wb") if args.format == "avro"
+                      else open(partial, "w", encoding="utf-8"))
+        elif args.format == "avro":
+            opened = sys.stdout.buffer
+        else:
+            opened = sys.stdout
+        try:
+            stats = export(conn.s3, conn.dynamodb, bucket=conn.bucket, table=conn.table,
+                           fmt=args.format, out=opened, serde=default_serde(),
+                           thread_id=args.thread, since_ms=args.since, until_ms=args.until,
+                           progress=report)
+            opened.flush()
+        finally:
+            if partial is not None:
+                opened.close()
+        if partial is not None:
+            os.replace(partial, args.output)
+            partial = None
+    except BrokenPipeError:
+        raise  # a reader that went away (| head): not a failure
+    except OSError as e:
+        raise errors.JournalError(f"cannot write the export: {e}") from e
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)
+    return stats
 
 
 __all__ = ["event_doc", "export", "extract_record", "parse_when", "run"]

@@ -1,6 +1,7 @@
 """How the browsing commands print: aligned tables for people, one JSON document for
 scripts, colour only on a terminal, progress only on a terminal's stderr (pure, apart
-from ``Progress``, which writes to the stream it is given).
+from ``Progress``, which writes to the stream it is given). A command's result is an
+:class:`Outcome`, which ``main`` prints one way or the other.
 
 The JSON documents' keys are part of the command line's contract: add keys, never rename
 or drop one.
@@ -10,24 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from checkpoint_journal.cli.browse import (
-    Detail,
-    Diff,
-    HistoryRow,
-    Shown,
-    Stored,
-    ThreadRow,
-    iso_ms,
-    jsonable,
-    short,
-)
+from checkpoint_journal.cli.browse import ThreadRow, iso_ms, jsonable, short
+from checkpoint_journal.cli.detail import Detail, Diff, HistoryRow, Shown, Stored
 
 # -- terminal ----------------------------------------------------------------------------
 
@@ -68,36 +59,16 @@ class Style:
         return self._sgr("36", text)
 
 
-def exit_status(e: BaseException, err: Callable[[str], None]) -> int | None:
-    """The exit status of a command that met ``e`` (its message said with ``err``), the
-    same for every command: 3 not found, 2 usage, 1 a table or AWS error, 130
-    interrupted, 0 for a reader that went away (``| head``); None when ``e`` is none of
-    these (a bug: let it raise)."""
-    import botocore.exceptions
+@dataclass(frozen=True)
+class Outcome:
+    """What a reading command found, ready to print either way."""
 
-    from checkpoint_journal.cli.browse import NotFoundError, UsageError
-    from checkpoint_journal.errors import InvalidKeyError, JournalError
-
-    if isinstance(e, BrokenPipeError):
-        # Point stdout at /dev/null so the interpreter's final flush does not complain.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 0
-    if isinstance(e, KeyboardInterrupt):
-        err("interrupted")
-        return 130
-    for kinds, code in (((NotFoundError,), 3), ((UsageError, InvalidKeyError), 2),
-                        ((JournalError,), 1)):
-        if isinstance(e, kinds):
-            err(str(e))
-            return code
-    if isinstance(e, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
-        err(f"{type(e).__name__}: {e}")
-        return 1
-    return None
+    doc: Any
+    """The ``--json`` document."""
+    text: Callable[[Style, int], list[str]]
+    """The lines for people, given the style and the terminal's width."""
+    status: int = 0
+    """The exit status (verify: 4 when it found problems)."""
 
 
 class Progress:

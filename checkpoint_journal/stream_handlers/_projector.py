@@ -328,7 +328,7 @@ class Projector:
             if sk.startswith(("H#", "I#")) or sk.endswith("#" + _keys.KIND_VIEW)
         ]
         self.store.delete_keys(projector_items)
-        namespaces = sorted({ns for _, sk in keys if (ns := _keys.namespace_of(sk)) is not None})
+        namespaces = _keys.namespaces(sk for _, sk in keys)
         stats = Stats(items_deleted=len(projector_items))
         for ns_name in namespaces:
             stats.add(self.project(Doorbell(thread_id, ns_name)))

@@ -24,6 +24,7 @@ from checkpoint_journal._core.keys import (
 )
 from checkpoint_journal.cli import browse
 from checkpoint_journal.cli import render as text
+from checkpoint_journal.cli.detail import describe_change, writers
 
 SERDE = JsonPlusSerializer()
 
@@ -81,7 +82,7 @@ def test_short_cuts_long_values_and_says_how_long() -> None:
     ],
 )
 def test_describe_change(old: Any, new: Any, summary: str, kind: str) -> None:
-    got, detail = browse.describe_change(old, new)
+    got, detail = describe_change(old, new)
     assert got == summary
     assert detail["kind"] == kind
 
@@ -114,10 +115,10 @@ def test_writers_from_pending_writes_versions_seen_and_metadata() -> None:
         _write("t3", "~__interrupt__, 0000000000", "messages", 0),  # an update_state
     ]
     loop = _event("c", "p", {"source": "loop", "step": 1})
-    assert browse.writers(ns, loop, {"source": "loop"}, SERDE) == (["reply"], "pending_writes")
-    assert browse.writers(ns, loop, {"source": "update"}, SERDE) == ([], "update_state")
-    assert browse.writers(ns, loop, {"source": "input"}, SERDE) == (["__input__"], "input")
-    assert browse.writers(ns, loop, {"writes": {"b": {}, "a": {}}}, SERDE) == (
+    assert writers(ns, loop, {"source": "loop"}, SERDE) == (["reply"], "pending_writes")
+    assert writers(ns, loop, {"source": "update"}, SERDE) == ([], "update_state")
+    assert writers(ns, loop, {"source": "input"}, SERDE) == (["__input__"], "input")
+    assert writers(ns, loop, {"writes": {"b": {}, "a": {}}}, SERDE) == (
         ["a", "b"], "metadata.writes")
 
     # durability="exit" saves no pending writes: versions_seen tells who ran.
@@ -127,7 +128,7 @@ def test_writers_from_pending_writes_versions_seen_and_metadata() -> None:
     quiet.checkpoints["p"] = _event("p", None, {}, checkpoint=SERDE.dumps_typed(
         {"versions_seen": seen0}))
     child = _event("c", "p", {}, checkpoint=SERDE.dumps_typed({"versions_seen": seen1}))
-    assert browse.writers(quiet, child, {"source": "loop"}, SERDE) == (
+    assert writers(quiet, child, {"source": "loop"}, SERDE) == (
         ["reply"], "versions_seen")
 
 

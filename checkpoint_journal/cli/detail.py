@@ -1,0 +1,446 @@
+"""What ``history``, ``show`` and ``diff`` make of one namespace read by
+``browse.read_namespace``: the checkpoints newest first, one checkpoint in full (values,
+metadata, pending writes, interrupts, and where each value is stored), and the change
+between two checkpoints. Pure: the items are at hand; values are read with the serde
+given (the commands give ``browse.default_serde()``, which never runs pickle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpoint_journal._core.fold import (
+    BlobRef,
+    CheckpointEvent,
+    FoldedWrite,
+    Namespace,
+    TypedValue,
+    decode_view,
+)
+from checkpoint_journal.cli.browse import (
+    Journal,
+    int_or_none,
+    jsonable,
+    load,
+    node_of,
+    short,
+    uuid6_ms,
+)
+
+# LangGraph's names (langgraph._internal._constants), spelled out: they are part of the
+# stored data, not of LangGraph's public API.
+INTERRUPT = "__interrupt__"
+RESUME = "__resume__"
+INPUT = "__input__"
+_PUSH_PATH = "~__pregel_push"
+_UPDATE_PATH = "~__interrupt__"  # update_state runs its writers as task (INTERRUPT, i)
+
+
+# -- history -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    step: int | None
+    source: str | None
+    written_by: list[str]
+    """The nodes whose writes made this checkpoint (see ``writers``)."""
+    written_by_from: str | None
+    """Where ``written_by`` comes from (see ``writers``)."""
+    created_ms: int | None
+    """From the uuid6 checkpoint id: when LangGraph made the checkpoint."""
+    written_ms: int
+    """When the saver appended it (the journal record's ``written_at``)."""
+    journal_bytes: int
+    view_bytes: int | None
+    """None: the projector has not written this checkpoint's view (yet)."""
+    pending_writes: int
+    interrupts: int
+
+
+def metadata_of(event: CheckpointEvent, serde: SerializerProtocol) -> tuple[dict[str, Any], str | None]:
+    """The checkpoint's metadata; when the serializer cannot read it, the plain ``md``
+    attribute the saver keeps for the index (it holds the JSON-like keys), and why."""
+    md, error = load(serde, event.metadata)
+    if error is None and isinstance(md, dict):
+        return md, None
+    return dict(event.md or {}), error
+
+
+def _tasks(writes: Iterable[FoldedWrite]) -> dict[str, str]:
+    """task id -> task path of the tasks that saved a result (a regular write, idx >= 0);
+    a task that only failed or was interrupted saved special writes only."""
+    out: dict[str, str] = {}
+    for w in writes:
+        if w.idx >= 0:
+            out.setdefault(w.task_id, w.task_path)
+    return out
+
+
+def writers(
+    ns: Namespace, event: CheckpointEvent, metadata: Mapping[str, Any],
+    serde: SerializerProtocol,
+) -> tuple[list[str], str | None]:
+    """Which nodes' writes made this checkpoint, and where that was read.
+
+    LangGraph 1.x no longer records ``metadata["writes"]`` (older versions did, and it is
+    used when present). What it does record is each task's writes, saved with
+    ``put_writes`` on the checkpoint the task ran from, with a task path naming the node:
+    a loop checkpoint is made by the tasks with saved results among its parent's pending
+    writes. When the parent has none (``durability="exit"`` saves no pending writes), the
+    nodes whose ``versions_seen`` moved between the parent and this checkpoint are the ones
+    that ran. An input checkpoint is the caller's input (``__input__``); ``update_state``
+    does not record the node it acted as.
+    """
+    old = metadata.get("writes")
+    if isinstance(old, Mapping) and old:
+        return sorted(str(k) for k in old), "metadata.writes"
+    source = metadata.get("source")
+    if source == "input":
+        return [INPUT], "input"
+    if source in ("update", "fork"):
+        return [], "update_state" if source == "update" else "fork"
+    parent = event.parent_checkpoint_id
+    if parent is None:
+        return [], None
+    paths = _tasks(ns.writes.get(parent, []))
+    if paths:
+        names = {node_of(p) or ("(send)" if p.startswith(_PUSH_PATH) else "(task)")
+                 for p in paths.values() if not p.startswith(_UPDATE_PATH)}
+        if names:
+            return sorted(names), "pending_writes"
+    parent_event = ns.checkpoints.get(parent)
+    if parent_event is not None:
+        before, e1 = load(serde, parent_event.checkpoint)
+        after, e2 = load(serde, event.checkpoint)
+        if e1 is None and e2 is None and isinstance(before, dict) and isinstance(after, dict):
+            seen0 = before.get("versions_seen") or {}
+            seen1 = after.get("versions_seen") or {}
+            moved = sorted(
+                n for n, v in seen1.items()
+                if n not in (INTERRUPT, INPUT) and seen0.get(n) != v
+            )
+            if moved:
+                return moved, "versions_seen"
+    return [], None
+
+
+def history(
+    journal: Journal, serde: SerializerProtocol, *, limit: int | None = None
+) -> list[HistoryRow]:
+    """The namespace's checkpoints, newest first."""
+    sizes = journal.stored_bytes()
+    rows: list[HistoryRow] = []
+    for cid in sorted(journal.ns.checkpoints, reverse=True)[:limit]:
+        event = journal.ns.checkpoints[cid]
+        md, _ = metadata_of(event, serde)
+        names, basis = writers(journal.ns, event, md, serde)
+        writes = journal.ns.writes.get(cid, [])
+        journal_bytes, view_bytes = sizes[cid]
+        rows.append(HistoryRow(
+            checkpoint_id=cid,
+            parent_checkpoint_id=event.parent_checkpoint_id,
+            step=int_or_none(md.get("step")),
+            source=None if md.get("source") is None else str(md.get("source")),
+            written_by=names,
+            written_by_from=basis,
+            created_ms=uuid6_ms(cid),
+            written_ms=event.written_at_ms,
+            journal_bytes=journal_bytes,
+            view_bytes=view_bytes,
+            pending_writes=len(writes),
+            interrupts=sum(1 for w in writes if w.channel == INTERRUPT),
+        ))
+    return rows
+
+
+# -- one checkpoint --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where one value is kept."""
+
+    bytes: int
+    """Its serialized size (``serde.dumps_typed``)."""
+    journal_checkpoint_id: str
+    """The checkpoint whose journal record holds the bytes (a value unchanged since an
+    earlier checkpoint is stored once, with that one)."""
+    view: str | None
+    """``"inline"`` in the view item, ``"s3"`` offloaded by the projector, or None (no
+    view yet, or, for pending writes, a view that has not folded them all)."""
+    s3_key: str | None
+    s3_uri: str | None
+    """``s3://bucket/key`` when the bucket is known (``--bucket``)."""
+    s3_bytes: int | None
+    """The object's size (zstd-compressed when that helps)."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A channel value or a pending write, deserialised."""
+
+    channel: str
+    type: str
+    value: Any
+    error: str | None
+    """Why the value could not be deserialised (``value`` is then None)."""
+    stored: Stored
+    version: Any = None
+    task_id: str | None = None
+    task_path: str | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class ShownInterrupt:
+    task_id: str
+    node: str | None
+    id: str | None
+    value: Any
+    error: str | None
+    resumed: bool
+    """A resume value has been saved for it (the task then runs again with it)."""
+
+
+@dataclass(frozen=True)
+class Detail:
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_ms: int | None
+    written_ms: int
+    metadata: dict[str, Any]
+    metadata_error: str | None
+    written_by: list[str]
+    written_by_from: str | None
+    updated_channels: list[str] | None
+    values: list[Shown]
+    pending_writes: list[Shown]
+    interrupts: list[ShownInterrupt]
+    journal_bytes: int
+    view_bytes: int | None
+    checkpoint_error: str | None
+    """Why the checkpoint record itself could not be deserialised, if it could not."""
+
+
+def _stored(size: int, source: str, placed: Any, bucket: str | None) -> Stored:
+    if isinstance(placed, BlobRef):
+        return Stored(size, source, "s3", placed.key,
+                      f"s3://{bucket}/{placed.key}" if bucket else None, placed.stored)
+    return Stored(size, source, None if placed is None else "inline", None, None, None)
+
+
+def channel_versions(event: CheckpointEvent, checkpoint: Any) -> dict[str, Any]:
+    if event.channel_versions:
+        return event.channel_versions
+    versions = checkpoint.get("channel_versions") if isinstance(checkpoint, dict) else None
+    return dict(versions or {})
+
+
+def values_at(journal: Journal, event: CheckpointEvent, serde: SerializerProtocol,
+              checkpoint: Any = None) -> dict[str, tuple[TypedValue, Any, str | None]]:
+    """channel -> (serialized, value, error) at a checkpoint; empty channels left out."""
+    out: dict[str, tuple[TypedValue, Any, str | None]] = {}
+    resolved = journal.ns.resolve(event, channel_versions(event, checkpoint))
+    for ch, r in sorted(resolved.items()):
+        if r.value is None or isinstance(r.value, BlobRef):
+            continue  # empty at this version (the journal-only fold holds no BlobRef)
+        value, error = load(serde, r.value)
+        out[ch] = (r.value, value, error)
+    return out
+
+
+def detail(journal: Journal, ref: str | None, serde: SerializerProtocol) -> Detail:
+    """One checkpoint: values, metadata, pending writes and interrupts, and where each
+    value is stored."""
+    event = journal.find(ref)
+    cid = event.checkpoint_id
+    checkpoint, checkpoint_error = load(serde, event.checkpoint)
+    md, md_error = metadata_of(event, serde)
+    names, basis = writers(journal.ns, event, md, serde)
+    view = decode_view(journal.views[cid]) if cid in journal.views else None
+    resolved = journal.ns.resolve(event, channel_versions(event, checkpoint))
+    values: list[Shown] = []
+    for ch, r in sorted(resolved.items()):
+        if r.value is None or isinstance(r.value, BlobRef):
+            continue
+        value, error = load(serde, r.value)
+        placed = view.channels[ch][1] if view is not None and ch in view.channels else None
+        values.append(Shown(ch, r.value[0], value, error,
+                            _stored(len(r.value[1]), r.source, placed, journal.bucket),
+                            version=r.version))
+    view_writes = (
+        {(w.task_id, w.idx): w.value for w in view.writes}
+        if view is not None and cid in journal.current_views else {}
+    )
+    writes: list[Shown] = []
+    interrupts: list[ShownInterrupt] = []
+    folded = journal.ns.writes.get(cid, [])
+    resumed_tasks = {w.task_id for w in folded if w.channel == RESUME}
+    for w in folded:
+        assert not isinstance(w.value, BlobRef)  # the journal-only fold holds bytes
+        value, error = load(serde, w.value)
+        node = node_of(w.task_path)
+        writes.append(Shown(
+            w.channel, w.value[0], value, error,
+            _stored(len(w.value[1]), cid, view_writes.get((w.task_id, w.idx)), journal.bucket),
+            task_id=w.task_id, task_path=w.task_path, node=node,
+        ))
+        if w.channel == INTERRUPT:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for i in (items if error is None else [None]):
+                interrupts.append(ShownInterrupt(
+                    task_id=w.task_id, node=node,
+                    id=None if i is None else getattr(i, "id", None),
+                    value=None if i is None else getattr(i, "value", i),
+                    error=error,
+                    resumed=w.task_id in resumed_tasks,
+                ))
+    updated = checkpoint.get("updated_channels") if isinstance(checkpoint, dict) else None
+    journal_bytes, view_bytes = journal.stored_bytes()[cid]
+    return Detail(
+        thread_id=journal.thread_id, checkpoint_ns=journal.checkpoint_ns, checkpoint_id=cid,
+        parent_checkpoint_id=event.parent_checkpoint_id, created_ms=uuid6_ms(cid),
+        written_ms=event.written_at_ms, metadata=md, metadata_error=md_error,
+        written_by=names, written_by_from=basis,
+        updated_channels=list(updated) if isinstance(updated, (list, tuple)) else None,
+        values=values, pending_writes=writes, interrupts=interrupts,
+        journal_bytes=journal_bytes, view_bytes=view_bytes, checkpoint_error=checkpoint_error,
+    )
+
+
+# -- diff --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    channel: str
+    change: str
+    """``added``, ``removed`` or ``changed``."""
+    summary: str
+    detail: dict[str, Any]
+    """JSON data: ``kind`` (list, str, dict, value, same, unreadable) and what changed."""
+
+
+@dataclass(frozen=True)
+class Diff:
+    thread_id: str
+    checkpoint_ns: str
+    from_id: str
+    to_id: str
+    from_step: int | None
+    to_step: int | None
+    changes: list[Change]
+    unchanged: list[str]
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # objects whose __eq__ raises are simply not equal
+        return False
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def describe_change(old: Any, new: Any, width: int = 60) -> tuple[str, dict[str, Any]]:
+    """How a value changed, in a few words, and as JSON data."""
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        o, n = list(old), list(new)
+        if len(n) >= len(o) and _equal(n[: len(o)], o):
+            added = n[len(o):]
+            if not added:
+                return "same value, new version", {"kind": "same"}
+            return (f"appended {_plural(len(added), 'item')}: {short(added, width)}",
+                    {"kind": "list", "appended": jsonable(added),
+                     "from_length": len(o), "to_length": len(n)})
+        if len(n) < len(o) and _equal(o[: len(n)], n):
+            gone = o[len(n):]
+            return (f"removed the last {_plural(len(gone), 'item')}: {short(gone, width)}",
+                    {"kind": "list", "removed": jsonable(gone),
+                     "from_length": len(o), "to_length": len(n)})
+        changed = [i for i, (x, y) in enumerate(zip(o, n)) if not _equal(x, y)]
+        return (f"list of {len(o)} -> {len(n)} items, {_plural(len(changed), 'item')} "
+                "replaced in place",
+                {"kind": "list", "replaced_indexes": changed,
+                 "from_length": len(o), "to_length": len(n)})
+    if isinstance(old, str) and isinstance(new, str):
+        if old == new:
+            return "same value, new version", {"kind": "same"}
+        if new.startswith(old):
+            tail = new[len(old):]
+            return (f"appended {len(tail):,} chars: {short(tail, width)}",
+                    {"kind": "str", "appended": tail,
+                     "from_length": len(old), "to_length": len(new)})
+        return (f"{short(old, width // 2)} -> {short(new, width // 2)}",
+                {"kind": "str", "from": old, "to": new,
+                 "from_length": len(old), "to_length": len(new)})
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        added_keys = sorted(str(k) for k in new if k not in old)
+        removed_keys = sorted(str(k) for k in old if k not in new)
+        changed_keys = sorted(str(k) for k in new if k in old and not _equal(old[k], new[k]))
+        if not (added_keys or removed_keys or changed_keys):
+            return "same value, new version", {"kind": "same"}
+        parts = [f"+{k}" for k in added_keys] + [f"-{k}" for k in removed_keys] + [
+            f"~{k}" for k in changed_keys]
+        return ("keys " + short(" ".join(parts), width).strip('"'),
+                {"kind": "dict", "added_keys": added_keys, "removed_keys": removed_keys,
+                 "changed_keys": changed_keys})
+    if _equal(old, new):
+        return "same value, new version", {"kind": "same"}
+    return (f"{short(old, width // 2)} -> {short(new, width // 2)}",
+            {"kind": "value", "from": jsonable(old), "to": jsonable(new)})
+
+
+def diff(journal: Journal, a: str, b: str, serde: SerializerProtocol) -> Diff:
+    """Which channels changed from checkpoint ``a`` to checkpoint ``b``, and how."""
+    ea, eb = journal.find(a), journal.find(b)
+    old = values_at(journal, ea, serde, load(serde, ea.checkpoint)[0])
+    new = values_at(journal, eb, serde, load(serde, eb.checkpoint)[0])
+    va = channel_versions(ea, None)
+    vb = channel_versions(eb, None)
+    changes: list[Change] = []
+    unchanged: list[str] = []
+    for ch in sorted(set(old) | set(new)):
+        if ch not in old:
+            raw, value, error = new[ch]
+            summary = error or short(value, 60)
+            changes.append(Change(ch, "added", summary, {
+                "kind": "unreadable" if error else "value",
+                "to": None if error else jsonable(value)}))
+        elif ch not in new:
+            raw, value, error = old[ch]
+            summary = error or short(value, 60)
+            changes.append(Change(ch, "removed", summary, {
+                "kind": "unreadable" if error else "value",
+                "from": None if error else jsonable(value)}))
+        elif va.get(ch) == vb.get(ch) and va.get(ch) is not None:
+            unchanged.append(ch)
+        else:
+            (raw_a, value_a, err_a), (raw_b, value_b, err_b) = old[ch], new[ch]
+            if err_a or err_b:
+                if raw_a == raw_b:
+                    unchanged.append(ch)
+                    continue
+                changes.append(Change(ch, "changed", "changed (" + (err_a or err_b or "") + ")",
+                                      {"kind": "unreadable"}))
+                continue
+            summary, data = describe_change(value_a, value_b)
+            if data["kind"] == "same":
+                unchanged.append(ch)
+                continue
+            changes.append(Change(ch, "changed", summary, data))
+    md_a, _ = metadata_of(ea, serde)
+    md_b, _ = metadata_of(eb, serde)
+    return Diff(journal.thread_id, journal.checkpoint_ns, ea.checkpoint_id, eb.checkpoint_id,
+                int_or_none(md_a.get("step")), int_or_none(md_b.get("step")), changes, unchanged)
