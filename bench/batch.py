@@ -57,6 +57,7 @@ from bench.counting import PhaseStats, RequestCounter
 from bench.projector import FUNCTION, function_env
 from bench.workload import SupportState, build_graph, turn_inputs
 from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.store import DynamoJournalStore
 from checkpoint_journal.local import LocalDeployment, StreamEventSource
 from checkpoint_journal.local._events import (
     MAX_PAYLOAD_BYTES,
@@ -68,7 +69,6 @@ from checkpoint_journal.local._events import (
     to_stream_record,
 )
 from checkpoint_journal.local._filters import compile_criteria
-from checkpoint_journal._core.store import DynamoJournalStore
 from checkpoint_journal.stream_handlers import projector as projector_module
 from checkpoint_journal.stream_handlers._projector import Doorbell, Projector
 

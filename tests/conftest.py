@@ -1,7 +1,9 @@
 """Shared fixtures: the embedded local deployment, started once per backend per session.
 
 The behaviour suite runs against both backends through the ``deployment`` fixture's
-parameter, the way langgraph runs its conformance suite against each saver.
+parameter, the way langgraph runs its conformance suite against each saver. Only
+tests/integration asks for a deployment: tests/unit has no network at all (its
+conftest refuses connections), and tests/e2e talks to a real account.
 """
 
 from __future__ import annotations

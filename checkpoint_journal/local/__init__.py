@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import boto3
 
+from checkpoint_journal.local._cfn import load_template
 from checkpoint_journal.local._esm import (
     StreamEventSource,
     queue_attributes,
@@ -42,7 +43,6 @@ from checkpoint_journal.local._runner import (
 )
 from checkpoint_journal.local._template import (
     bucket_lifecycle_rules,
-    load_template,
     table_create_kwargs,
     table_ttl_attribute,
 )

@@ -2,7 +2,7 @@
 
 The local stream runner must run the *same* event source mappings that AWS SAM deploys
 (DESIGN §1.4), so this module reads them from ``template.yaml``, using the loader and
-the value resolver of :mod:`checkpoint_journal.local._template`. Pure: no boto3 here.
+the value resolver of :mod:`checkpoint_journal.local._cfn`. Pure: no boto3 here.
 
 * :func:`stream_event_sources` for the stream runner: every DynamoDB-stream event of
   every ``AWS::Serverless::Function``, as a typed :class:`StreamEventSource`;
@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from checkpoint_journal.local._template import (
-    _list,
-    _mapping,
-    _number,
-    _required,
-    _Resolver,
+from checkpoint_journal.local._cfn import (
+    Resolver,
+    mapping,
+    non_empty_list,
+    number,
+    required,
 )
 
 __all__ = [
@@ -208,14 +208,14 @@ def _merge_globals(global_props: Mapping[str, Any], props: Mapping[str, Any]) ->
     return merged
 
 
-def _environment(r: _Resolver, value: Any, where: str) -> dict[str, str]:
+def _environment(r: Resolver, value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
-    variables = _mapping(value, where).get("Variables")
+    variables = mapping(value, where).get("Variables")
     if variables is None:
         return {}
     out: dict[str, str] = {}
-    for name, raw in _mapping(variables, f"{where}.Variables").items():
+    for name, raw in mapping(variables, f"{where}.Variables").items():
         at = f"{where}.Variables.{name}"
         resolved = r.value(raw, at)
         # Lambda environment values are strings; CloudFormation stringifies scalars.
@@ -248,7 +248,7 @@ def _get_att(value: Any, attribute: str, where: str) -> str:
 
 
 def _stream_event(
-    r: _Resolver,
+    r: Resolver,
     template: Mapping[str, Any],
     function: str,
     event: str,
@@ -257,7 +257,7 @@ def _stream_event(
     common: dict[str, Any],
 ) -> StreamEventSource | None:
     at = f"{function}.Properties.Events.{event}"
-    props = _mapping(_required(_mapping(definition, at), "Properties", at), f"{at}.Properties")
+    props = mapping(required(mapping(definition, at), "Properties", at), f"{at}.Properties")
     where = f"{at}.Properties"
     unknown = sorted(set(props) - _EMULATED_EVENT_KEYS - _AWS_ONLY_EVENT_KEYS)
     if unknown:
@@ -267,7 +267,7 @@ def _stream_event(
         )
     if not r.boolean(props.get("Enabled", True), f"{where}.Enabled"):
         return None
-    table = _get_att(_required(props, "Stream", where), "StreamArn", f"{where}.Stream")
+    table = _get_att(required(props, "Stream", where), "StreamArn", f"{where}.Stream")
     if table != table_logical_id:
         raise ValueError(
             f"{where}.Stream: reads the stream of {table!r}, but the local deployment "
@@ -277,9 +277,9 @@ def _stream_event(
     on_failure = None
     if props.get("DestinationConfig") is not None:
         dest_at = f"{where}.DestinationConfig"
-        failure = _mapping(props["DestinationConfig"], dest_at).get("OnFailure")
+        failure = mapping(props["DestinationConfig"], dest_at).get("OnFailure")
         if failure is not None:
-            failure = _mapping(failure, f"{dest_at}.OnFailure")
+            failure = mapping(failure, f"{dest_at}.OnFailure")
             kind = r.string(failure.get("Type", "SQS"), f"{dest_at}.OnFailure.Type")
             if kind != "SQS":
                 raise ValueError(
@@ -287,7 +287,7 @@ def _stream_event(
                     "(only SQS)"
                 )
             on_failure = _get_att(
-                _required(failure, "Destination", f"{dest_at}.OnFailure"),
+                required(failure, "Destination", f"{dest_at}.OnFailure"),
                 "Arn",
                 f"{dest_at}.OnFailure.Destination",
             )
@@ -296,17 +296,17 @@ def _stream_event(
     patterns: list[str] = []
     if props.get("FilterCriteria") is not None:
         fc_at = f"{where}.FilterCriteria"
-        filters = _list(_required(_mapping(props["FilterCriteria"], fc_at), "Filters", fc_at), fc_at)
+        filters = non_empty_list(required(mapping(props["FilterCriteria"], fc_at), "Filters", fc_at), fc_at)
         for i, item in enumerate(filters):
             p_at = f"{fc_at}.Filters[{i}]"
-            pattern = r.value(_required(_mapping(item, p_at), "Pattern", p_at), f"{p_at}.Pattern")
+            pattern = r.value(required(mapping(item, p_at), "Pattern", p_at), f"{p_at}.Pattern")
             patterns.append(pattern if isinstance(pattern, str) else json.dumps(pattern))
 
     types: tuple[str, ...] = ()
     if props.get("FunctionResponseTypes") is not None:
         types_at = f"{where}.FunctionResponseTypes"
         types = tuple(
-            r.string(t, types_at) for t in _list(props["FunctionResponseTypes"], types_at)
+            r.string(t, types_at) for t in non_empty_list(props["FunctionResponseTypes"], types_at)
         )
 
     window = r.value(props.get("MaximumBatchingWindowInSeconds", 0), f"{where}.MaximumBatchingWindowInSeconds")
@@ -315,10 +315,10 @@ def _stream_event(
         event=event,
         table=table,
         starting_position=r.string(  # type: ignore[arg-type]  # checked in __post_init__
-            _required(props, "StartingPosition", where), f"{where}.StartingPosition"
+            required(props, "StartingPosition", where), f"{where}.StartingPosition"
         ),
         batch_size=r.integer(props.get("BatchSize", 100), f"{where}.BatchSize"),
-        maximum_batching_window_in_seconds=_number(window, f"{where}.MaximumBatchingWindowInSeconds"),
+        maximum_batching_window_in_seconds=number(window, f"{where}.MaximumBatchingWindowInSeconds"),
         bisect_batch_on_function_error=r.boolean(
             props.get("BisectBatchOnFunctionError", False), f"{where}.BisectBatchOnFunctionError"
         ),
@@ -359,17 +359,17 @@ def stream_event_sources(
             not one of the template's SQS queues, uses a property the local runner does
             not emulate (e.g. TumblingWindowInSeconds), or is out of Lambda's bounds.
     """
-    r = _Resolver(template, parameters, resources=refs)
+    r = Resolver(template, parameters, resources=refs)
     global_section = template.get("Globals") or {}
     global_props = global_section.get("Function") or {} if isinstance(global_section, Mapping) else {}
     sources: list[StreamEventSource] = []
     for function in resource_ids(template, _FUNCTION_TYPE):
         own = template["Resources"][function].get("Properties") or {}
-        props = _merge_globals(_mapping(global_props, "Globals.Function"), _mapping(own, function))
+        props = _merge_globals(mapping(global_props, "Globals.Function"), mapping(own, function))
         events = props.get("Events") or {}
         streams = [
             (name, ev)
-            for name, ev in _mapping(events, f"{function}.Properties.Events").items()
+            for name, ev in mapping(events, f"{function}.Properties.Events").items()
             if isinstance(ev, Mapping) and ev.get("Type") == "DynamoDB"
         ]
         if not streams:
@@ -377,7 +377,7 @@ def stream_event_sources(
         where = f"{function}.Properties"
         name = props.get("FunctionName")
         common: dict[str, Any] = {
-            "handler": r.string(_required(props, "Handler", where), f"{where}.Handler"),
+            "handler": r.string(required(props, "Handler", where), f"{where}.Handler"),
             "environment": _environment(r, props.get("Environment"), f"{where}.Environment"),
             "memory_size": r.integer(props.get("MemorySize", 128), f"{where}.MemorySize"),
             "timeout": r.integer(props.get("Timeout", 3), f"{where}.Timeout"),
@@ -426,8 +426,8 @@ def queue_attributes(
         ValueError: the resource is missing or not a queue, or uses a setting not
             translated here (e.g. RedrivePolicy), so local and AWS would differ.
     """
-    props = _mapping(_require_type(template, logical_id, _QUEUE_TYPE).get("Properties") or {}, logical_id)
-    r = _Resolver(template, parameters)
+    props = mapping(_require_type(template, logical_id, _QUEUE_TYPE).get("Properties") or {}, logical_id)
+    r = Resolver(template, parameters)
     where = f"{logical_id}.Properties"
     unknown = sorted(set(props) - set(_QUEUE_ATTRIBUTES) - _QUEUE_AWS_ONLY)
     if unknown:

@@ -112,16 +112,26 @@ def _epoch_seconds(value: Any) -> float:
     return float(math.floor(seconds))
 
 
+def _lambda_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's ``userIdentity`` as Lambda spells it (``type``, ``principalId``): the
+    DynamoDB Streams API, and so boto3, spells it ``Type`` and ``PrincipalId``."""
+    return {
+        "type": identity.get("type", identity.get("Type")),
+        "principalId": identity.get("principalId", identity.get("PrincipalId")),
+    }
+
+
 def to_stream_record(
     raw: Mapping[str, Any], *, region: str, stream_arn: str, shard_id: str
 ) -> StreamRecord:
     """A record as boto3's ``get_records`` returns it -> the record a Lambda function gets.
 
     Binary values become base64 strings, numbers stay strings, the creation time becomes
-    epoch seconds, ``eventVersion`` is ``1.1`` and ``eventSourceARN`` the stream. A TTL
-    deletion that DynamoDB Local reports under an unknown event name
-    (``UNKNOWN_TO_SDK_VERSION``) and without a new image becomes the ``REMOVE`` with the
-    service identity that Lambda delivers for TTL deletions on AWS.
+    epoch seconds, ``eventVersion`` is ``1.1``, ``userIdentity`` is spelt as Lambda
+    spells it and ``eventSourceARN`` is the stream. A TTL deletion that DynamoDB Local
+    reports under an unknown event name (``UNKNOWN_TO_SDK_VERSION``) and without a new
+    image becomes the ``REMOVE`` with the service identity that Lambda delivers for TTL
+    deletions on AWS.
     """
     ddb = raw["dynamodb"]
     arrival = _epoch_seconds(ddb["ApproximateCreationDateTime"])
@@ -147,7 +157,7 @@ def to_stream_record(
         "dynamodb": body,
     }
     if identity is not None:
-        record["userIdentity"] = dict(identity)
+        record["userIdentity"] = _lambda_identity(identity)
     record["eventSourceARN"] = stream_arn
     return StreamRecord(
         sequence_number=str(ddb["SequenceNumber"]),

@@ -45,6 +45,7 @@ def test_the_deployed_projector_folds_a_new_checkpoint() -> None:
     """The stack's stream drives the projector: a new checkpoint gets its view item."""
     import time
 
+    from checkpoint_journal._core import aws
     from checkpoint_journal._core import keys as _keys
 
     saver = _saver()
@@ -55,10 +56,9 @@ def test_the_deployed_projector_folds_a_new_checkpoint() -> None:
     assert latest is not None
     key = {"PK": {"S": _keys.thread_pk(thread)},
            "SK": {"S": _keys.view_sk("", latest.config["configurable"]["checkpoint_id"])}}
+    ddb = aws.clients().dynamodb
     deadline = time.monotonic() + 180  # batching window, cold start, IteratorAge
-    while "Item" not in saver._ddb.get_item(
-        TableName=saver.table_name, Key=key, ConsistentRead=True
-    ):
+    while "Item" not in ddb.get_item(TableName=saver.table_name, Key=key, ConsistentRead=True):
         assert time.monotonic() < deadline, "the projector did not fold the checkpoint in 180 s"
         time.sleep(2)
     assert saver.get_tuple(config) == latest
@@ -70,6 +70,7 @@ def test_the_deployed_archiver_archives_and_verify_proves_it() -> None:
     and archive identical, and delete_thread shreds them."""
     import time
 
+    from checkpoint_journal._core import aws
     from checkpoint_journal._core import chain as _chain
     from checkpoint_journal._core.archive_read import iter_archive
     from checkpoint_journal.cli import verify as _verify
@@ -81,16 +82,18 @@ def test_the_deployed_archiver_archives_and_verify_proves_it() -> None:
     graphs.build_chat(saver).invoke({"messages": ["audit me"]},
                                     {"configurable": {"thread_id": thread}})
     hasher = _chain.Hasher(_chain.key_bytes(key))
+    clients = aws.clients()
     deadline = time.monotonic() + 300  # the archiver's 60 s batching window, cold start
     while True:
-        report = _verify.verify(saver._ddb, saver.table_name, hasher=hasher, thread_id=thread,
-                                s3=saver._s3, bucket=saver.bucket)
+        report = _verify.verify(clients.dynamodb, saver.table_name, hasher=hasher,
+                                thread_id=thread, s3=clients.s3, bucket=saver.bucket)
         if report.counts["checkpoints matched table to archive"] == 3:
             break
         assert time.monotonic() < deadline, "the archiver did not archive the thread in 300 s"
         time.sleep(10)
     assert report.ok, [f.doc() for f in report.findings]
     saver.delete_thread(thread)
-    states = {ev.state for ev in iter_archive(saver._s3, str(saver.bucket), dynamodb=saver._ddb,
+    states = {ev.state for ev in iter_archive(clients.s3, str(saver.bucket),
+                                              dynamodb=clients.dynamodb,
                                               table=saver.table_name, thread_id=thread)}
     assert states <= {"shredded", "none"}, states

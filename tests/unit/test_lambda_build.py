@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from checkpoint_journal.local._template import load_template
+from checkpoint_journal.local._cfn import load_template
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

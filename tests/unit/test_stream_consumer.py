@@ -17,7 +17,7 @@ import botocore.exceptions
 import pytest
 
 from checkpoint_journal.local import StreamEventSource, StreamRunner
-from tests.integration.stream_probe import HANDLER, Probe, new_probe
+from tests.stream_probe import HANDLER, Probe, new_probe
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2024-01-01T00:00:00.000"
 

@@ -20,10 +20,13 @@ from checkpoint_journal.local._events import (
     batch_length,
     deliver,
     failure_message,
+    fresh_event,
     interpret_response,
     retry_delay,
     to_stream_record,
 )
+from tests import events
+from tests.events.make_events import REGION, STREAM_ARN
 
 ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2024-01-01T00:00:00.000"
 SHARD = "shardId-00000001-abc"
@@ -82,6 +85,64 @@ def test_dynamodb_local_ttl_deletions_become_service_removes() -> None:
     # An ordinary delete has no identity.
     delete = to_stream_record(raw(4, name="REMOVE"), region="us-east-1", stream_arn=ARN, shard_id=SHARD)
     assert "userIdentity" not in delete.record
+
+
+# --- the canonical events (tests/events) ------------------------------------------------
+
+
+def as_boto3(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as boto3's ``get_records`` returns it: what the runner starts from.
+
+    A datetime with milliseconds for the creation time (moto keeps them), binary as bytes,
+    no stream ARN, the region of the emulator, and a TTL deletion's identity spelt as the
+    DynamoDB Streams API spells it.
+    """
+    body = record["dynamodb"]
+    raw_body = {
+        "ApproximateCreationDateTime": dt.datetime.fromtimestamp(
+            body["ApproximateCreationDateTime"] + 0.75, tz=dt.UTC),
+        **{k: events.wire(v) if k in ("Keys", "NewImage") else v
+           for k, v in body.items() if k != "ApproximateCreationDateTime"},
+    }
+    raw = {k: v for k, v in record.items() if k not in ("dynamodb", "eventSourceARN")}
+    raw["awsRegion"] = "ddblocal"
+    raw["dynamodb"] = raw_body
+    if "userIdentity" in record:
+        identity = record["userIdentity"]
+        raw["userIdentity"] = {"PrincipalId": identity["principalId"], "Type": identity["type"]}
+    return raw
+
+
+def test_the_runner_builds_the_records_lambda_delivers() -> None:
+    for expected in events.load("mixed_batch")["Records"]:
+        built = to_stream_record(as_boto3(expected), region=REGION, stream_arn=STREAM_ARN,
+                                 shard_id=SHARD)
+        # Field by field: the same keys, in the same order, with values of the same types.
+        assert events.shape(built.record) == events.shape(expected)
+        assert built.record == expected
+        assert built.sequence_number == expected["dynamodb"]["SequenceNumber"]
+        assert built.arrival == expected["dynamodb"]["ApproximateCreationDateTime"]
+
+
+def test_a_dynamodb_local_ttl_deletion_becomes_lambdas_ttl_remove() -> None:
+    expected = events.record("ttl_remove")
+    raw = as_boto3(expected)
+    raw["eventName"] = "UNKNOWN_TO_SDK_VERSION"
+    del raw["userIdentity"]
+    built = to_stream_record(raw, region=REGION, stream_arn=STREAM_ARN, shard_id=SHARD)
+    assert built.record == expected
+
+
+def test_the_invocation_event_is_the_batch_lambda_delivers() -> None:
+    expected = events.load("mixed_batch")
+    records = [to_stream_record(as_boto3(r), region=REGION, stream_arn=STREAM_ARN,
+                                shard_id=SHARD) for r in expected["Records"]]
+    event = fresh_event(records)
+    assert events.shape(event) == events.shape(expected)
+    assert event == expected
+    # Fresh copies: a handler that changes its event changes no retry.
+    event["Records"][0]["dynamodb"]["Keys"].clear()
+    assert fresh_event(records) == expected
 
 
 # --- responses ---------------------------------------------------------------------------

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import pathlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
+from checkpoint_journal.local._cfn import load_template
+from checkpoint_journal.local._esm import stream_event_sources
 from checkpoint_journal.local._filters import compile_criteria, compile_pattern
+from tests import events
 
 # A Lambda-shaped record, as the runner builds it (numbers are strings in images).
 RECORD: dict[str, Any] = {
@@ -121,6 +126,45 @@ def test_the_template_patterns() -> None:
     assert not journal(view)
     removal = {"eventName": "REMOVE", "dynamodb": {"Keys": RECORD["dynamodb"]["Keys"]}}
     assert journal(removal)
+
+
+# --- template.yaml's criteria on the canonical events (tests/events) ---------------------
+
+REPO_TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
+REFS = {"JournalTable": "tbl", "BlobBucket": "bkt", "ProjectorFailureQueue": "pq",
+        "ArchiverFailureQueue": "aq"}
+
+# What Lambda delivers to each function of the stream. The projector: the journal's
+# events and every removal; not its own items (view, head, index), not chunks (the commit
+# stands for them), not removal markers. The archiver: the journal's events, removal
+# markers among them; no removals (a deletion is archived as its tombstone).
+TO_PROJECTOR = {"checkpoint_insert", "writes_insert", "chunked_commit_insert", "blobs_insert",
+                "tombstone_insert", "tombstone_modify", "delete_remove", "ttl_remove"}
+TO_ARCHIVER = {"checkpoint_insert", "writes_insert", "chunked_commit_insert", "blobs_insert",
+               "removal_insert", "tombstone_insert", "tombstone_modify"}
+SINGLE = [n for n in events.names() if n != "mixed_batch"]
+
+
+def template_criteria() -> dict[str, Callable[[Mapping[str, Any]], bool]]:
+    sources = stream_event_sources(load_template(REPO_TEMPLATE), refs=REFS)
+    return {s.function: compile_criteria(s.filter_patterns) for s in sources}
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_the_template_criteria_select_the_events_lambda_delivers(name: str) -> None:
+    criteria = template_criteria()
+    record = events.record(name)
+    assert criteria["ProjectorFunction"](record) is (name in TO_PROJECTOR)
+    assert criteria["ArchiverFunction"](record) is (name in TO_ARCHIVER)
+
+
+def test_the_template_criteria_on_a_mixed_batch() -> None:
+    criteria = template_criteria()
+    batch = events.load("mixed_batch")["Records"]
+    for function, selected in (("ProjectorFunction", TO_PROJECTOR),
+                               ("ArchiverFunction", TO_ARCHIVER)):
+        expected = [r for r in batch if any(r == events.record(n) for n in selected)]
+        assert [r for r in batch if criteria[function](r)] == expected, function
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from checkpoint_journal.local._cfn import load_template
 from checkpoint_journal.local._esm import (
     StreamEventSource,
     queue_attributes,
     resource_ids,
     stream_event_sources,
 )
-from checkpoint_journal.local._template import load_template
 
 REPO_TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
 REFS = {"JournalTable": "tbl", "BlobBucket": "bkt", "ProjectorFailureQueue": "http://q/1"}

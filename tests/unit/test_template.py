@@ -1,4 +1,4 @@
-"""checkpoint_journal.local._template: template.yaml read as the local deployment's spec.
+"""local._cfn, local._template: template.yaml read as the local deployment's spec.
 
 Pure translation tests, plus one in-process moto check that boto3 accepts what the
 translation produces (the real local deployment runs moto as a server; see DESIGN §6).
@@ -15,14 +15,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from checkpoint_journal.local import _template
+from checkpoint_journal.local import _cfn
+from checkpoint_journal.local._cfn import TEMPLATE_ENV, load_template, template_path
 from checkpoint_journal.local._template import (
-    TEMPLATE_ENV,
     bucket_lifecycle_rules,
-    load_template,
     table_create_kwargs,
     table_ttl_attribute,
-    template_path,
 )
 
 REPO_TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
@@ -145,7 +143,7 @@ def test_template_path_defaults_to_the_packaged_symlink(monkeypatch: pytest.Monk
     monkeypatch.delenv(TEMPLATE_ENV, raising=False)
     path = template_path()
     assert path.name == "template.yaml"
-    assert path.parent == pathlib.Path(_template.__file__).parent.parent
+    assert path.parent == pathlib.Path(_cfn.__file__).parent.parent
     # In a checkout it is the root template itself, so there is one source of truth.
     assert path.resolve() == REPO_TEMPLATE.resolve()
     assert load_template() == load_template(REPO_TEMPLATE)
@@ -172,8 +170,8 @@ def test_template_path_explains_a_missing_packaged_template(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
     monkeypatch.delenv(TEMPLATE_ENV, raising=False)
-    fake_module = tmp_path / "checkpoint_journal" / "local" / "_template.py"
-    monkeypatch.setattr(_template, "__file__", str(fake_module))
+    fake_module = tmp_path / "checkpoint_journal" / "local" / "_cfn.py"
+    monkeypatch.setattr(_cfn, "__file__", str(fake_module))
     with pytest.raises(FileNotFoundError, match="ln -s ../template.yaml"):
         template_path()
 

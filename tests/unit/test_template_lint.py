@@ -25,7 +25,7 @@ from cfnlint.api import ManualArgs, lint, lint_file
 from cfnlint.rules import Match
 from samtranslator.translator.transform import transform
 
-from checkpoint_journal.local._template import load_template
+from checkpoint_journal.local._cfn import load_template
 
 TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "us-east-1"

@@ -1,5 +1,8 @@
 """A Lambda handler module for the stream runner's tests (not the real projector).
 
+Shared by both tiers: the consumer's unit tests (fake streams) and the runner's
+integration tests (real streams) run the same probe.
+
 The runner imports it by its dotted Handler path and calls ``make_handler(env)`` once;
 ``env["PROBE_ID"]`` names the :class:`Probe` (registered by the test) that records every
 invocation and decides the answer.
@@ -14,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-HANDLER = "tests.integration.stream_probe.handler"
+HANDLER = "tests.stream_probe.handler"
 
 Behaviour = Callable[[dict[str, Any], Any], Any]
 
