@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import fastavro
 import pytest
 
@@ -707,10 +708,13 @@ def test_an_unreachable_s3_fails_the_whole_batch_and_logs_no_payload(
     from botocore.config import Config
 
     s3, ddb = aws
-    dead = boto3.client(
-        "s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",  # discard port
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
-    )
+    dead = boto3.client("s3", region_name="us-east-1",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+    def _unreachable(**kwargs: Any) -> None:  # no connection is even attempted
+        raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    dead.meta.events.register_first("before-send.s3.*", _unreachable)
     store = _shred.DynamoKeyStore(ddb, TABLE)
     handle = make_handler({**ENV, "CHECKPOINT_JOURNAL_ARCHIVER_LOG_LEVEL": "INFO"},
                           Archiver(s3=dead, bucket=BUCKET, keys=store))
