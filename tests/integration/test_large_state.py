@@ -1,4 +1,5 @@
-"""Large state never fails (I2): chunked records, sized with DynamoDB's formula."""
+"""Large state never fails (I2): chunked records, sized with DynamoDB's formula; and a
+history of several 1 MB pages is listed page by page (list and alist stream)."""
 
 from __future__ import annotations
 
@@ -146,3 +147,106 @@ def test_list_is_correct_across_1mb_pages(deployment: LocalDeployment) -> None:
         assert [t.config for t in before] == [stored[4], stored[3]]
         evens = list(saver.list(config, filter={"even": True}))
         assert [t.metadata["step"] for t in evens] == [6, 4, 2, 0]
+
+
+# -- list and alist stream page by page ---------------------------------------------------------
+
+
+class _Queries:
+    """Counts the Query requests (and every DynamoDB request) a saver's session makes."""
+
+    def __init__(self, dep: LocalDeployment) -> None:
+        self.session = dep.session()
+        self.queries = 0
+        self.requests = 0
+        self.session.events.register("before-call.dynamodb.Query", self._query)
+        self.session.events.register("before-call.dynamodb.*", self._request)
+
+    def _query(self, **_: Any) -> None:
+        self.queries += 1
+
+    def _request(self, **_: Any) -> None:
+        self.requests += 1
+
+    def reset(self) -> None:
+        self.queries = self.requests = 0
+
+
+@pytest.fixture(scope="module")
+def paged_thread(deployment: LocalDeployment) -> tuple[str, list[dict[str, Any]]]:
+    """A thread whose journal spans several 1 MB Query pages (twelve 250 KB values), with
+    every checkpoint projected: each is answered by its view, in the page that holds it."""
+    thread = f"stream-{uuid.uuid4()}"
+    stored = []
+    with deployment.saver() as saver:
+        parent: dict[str, Any] = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+        for i in range(12):
+            cp = empty_checkpoint()
+            v = f"{i + 1:032}.0"
+            cp["channel_values"] = {"blob": os.urandom(250_000), "i": i}
+            cp["channel_versions"] = {"blob": v, "i": v}
+            parent = saver.put(parent, cp, {"source": "loop", "step": i}, {"blob": v, "i": v})
+            stored.append(parent)
+    deployment.drain(timeout=120)
+    return thread, stored[::-1]
+
+
+def test_list_yields_the_first_page_before_reading_the_next(
+    deployment: LocalDeployment, paged_thread: tuple[str, list[dict[str, Any]]]
+) -> None:
+    thread, newest_first = paged_thread
+    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    counter = _Queries(deployment)
+    with deployment.saver(boto3_session=counter.session) as saver:
+        listed = [t.config for t in saver.list(config)]
+        assert listed == newest_first
+        pages = counter.queries
+        assert pages >= 3  # the whole listing needs several pages
+        counter.reset()
+        first = next(iter(saver.list(config)))
+        assert first.config == newest_first[0]
+        assert counter.queries == 1  # a listing collected first would have read them all
+        # limit=1 reads no more than get_tuple does.
+        counter.reset()
+        latest = saver.get_tuple(config)
+        by_get_tuple = counter.requests
+        counter.reset()
+        (only,) = saver.list(config, limit=1)
+        assert latest is not None and only.config == latest.config == newest_first[0]
+        assert counter.requests <= by_get_tuple
+        # ``before`` starts the read at that checkpoint, not at the newest.
+        counter.reset()
+        older = list(saver.list(config, before=newest_first[8], limit=2))
+        assert [t.config for t in older] == newest_first[9:11]
+        assert counter.queries == 1
+
+
+async def test_alist_yields_each_tuple_as_the_pages_answer_it(
+    deployment: LocalDeployment, paged_thread: tuple[str, list[dict[str, Any]]]
+) -> None:
+    thread, newest_first = paged_thread
+    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    counter = _Queries(deployment)
+    with deployment.saver(boto3_session=counter.session) as saver:
+        async for first in saver.alist(config):
+            break
+        assert first.config == newest_first[0]
+        assert counter.queries == 1  # alist did not collect the listing before yielding
+        counter.reset()
+        everything = [t.config async for t in saver.alist(config)]
+        assert everything == newest_first
+        assert counter.queries >= 3
+
+
+def test_list_of_every_namespace_streams_the_root_namespace(
+    deployment: LocalDeployment, paged_thread: tuple[str, list[dict[str, Any]]]
+) -> None:
+    thread, newest_first = paged_thread
+    config = {"configurable": {"thread_id": thread}}  # no checkpoint_ns: every namespace
+    counter = _Queries(deployment)
+    with deployment.saver(boto3_session=counter.session) as saver:
+        assert [t.config for t in saver.list(config)] == newest_first
+        whole = counter.queries
+        counter.reset()
+        assert next(iter(saver.list(config))).config == newest_first[0]
+        assert counter.queries < whole

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -149,6 +150,121 @@ def test_pending_writes_rules_and_retries(deployment: LocalDeployment) -> None:
         assert tup is not None
         # writes_sort_key order: task_path first, then task id, then idx.
         assert tup.pending_writes == [("t1", "__error__", "e2"), ("t2", "x", 1), ("t2", "y", 2)]
+
+
+# -- reads while the projector lags ------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["moto", "dynamodb-local"])
+def unprojected(request: pytest.FixtureRequest) -> Iterator[LocalDeployment]:
+    """A deployment whose stream nobody consumes: the test decides what is projected."""
+    with LocalDeployment(backend=request.param, handlers=False) as dep:
+        yield dep
+
+
+def _project(dep: LocalDeployment, thread: str, namespaces: list[str]) -> None:
+    from checkpoint_journal.stream_handlers._projector import Doorbell, Projector
+
+    projector = Projector(ddb=dep.client("dynamodb"), s3=dep.client("s3"),
+                          table_name=dep.table_name, bucket=dep.bucket)
+    try:
+        for ns in namespaces:
+            projector.project(Doorbell(thread, ns))
+    finally:
+        projector.close()
+
+
+def _seen(t: Any) -> tuple[Any, ...]:
+    return (t.config, t.checkpoint["channel_values"], t.metadata["step"], t.parent_config,
+            t.pending_writes)
+
+
+async def test_reads_agree_on_every_path_while_the_projector_lags(
+    unprojected: LocalDeployment,
+) -> None:
+    """Three namespaces (one sorts above the root's keys, one below), partly projected,
+    one view made stale by a later write: every listing, bounded or not, every
+    namespace or one, sync or async, and every get_tuple see exactly what was written."""
+    dep = unprojected
+    thread = f"lag-{uuid.uuid4()}"
+    expected: dict[tuple[str, str], tuple[Any, ...]] = {}
+    parents: dict[str, dict[str, Any] | None] = {"": None, "child:1": None, "!low": None}
+    writes: dict[tuple[str, str], list[tuple[str, str, Any]]] = {}
+
+    def put(saver: JournalSaver, ns: str, i: int) -> None:
+        parent = parents[ns]
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"a": f"{ns}a{i}", "b": f"{ns}B"}
+        cp["channel_versions"] = {"a": f"{i:032}.0", "b": f"{1:032}.0"}
+        new = {"a": f"{i:032}.0"} if parent else dict(cp["channel_versions"])
+        config = _cfg(thread, ns=ns, cid=parent["configurable"]["checkpoint_id"] if parent
+                      else None)
+        stored = saver.put(config, cp, {"source": "loop", "step": i}, new)
+        parents[ns] = stored
+        key = (ns, stored["configurable"]["checkpoint_id"])
+        writes[key] = []
+        if i % 2 == 0:
+            saver.put_writes(stored, [("a", f"w{i}")], f"task{i}")
+            writes[key].append((f"task{i}", "a", f"w{i}"))
+        expected[key] = (stored, {"a": f"{ns}a{i}", "b": f"{ns}B"}, i,
+                         parent, writes[key])
+
+    with dep.saver() as saver:
+        for i in range(1, 4):
+            for ns in parents:
+                put(saver, ns, i)
+        _project(dep, thread, list(parents))
+        for i in range(4, 7):
+            put(saver, "", i)
+            if i < 6:
+                put(saver, "child:1", i)
+        # A fork of the first checkpoint: its 'a' is stored below every view read first.
+        first = sorted(k for k in expected if k[0] == "")[0]
+        fork = empty_checkpoint()
+        fork["channel_values"] = {"a": "a1", "b": "B", "c": "fork"}
+        fork["channel_versions"] = {"a": f"{1:032}.0", "b": f"{1:032}.0", "c": f"{1:032}.0"}
+        forked = saver.put(expected[first][0], fork, {"source": "fork", "step": 7},
+                           {"c": f"{1:032}.0"})
+        expected[("", forked["configurable"]["checkpoint_id"])] = (
+            forked, fork["channel_values"], 7, expected[first][0], [])
+        key2 = sorted(k for k in expected if k[0] == "")[1]
+        stored2 = expected[key2][0]
+        saver.put_writes(stored2, [("__error__", "late")], "late-task")  # its view is stale
+        writes[key2].append(("late-task", "__error__", "late"))
+        expected[key2] = (*expected[key2][:4], sorted(writes[key2]))
+
+        def want(ns: str | None, before: str | None = None) -> list[tuple[Any, ...]]:
+            keys = sorted((k for k in expected if ns is None or k[0] == ns),
+                          key=lambda k: (k[1], k[0]), reverse=True)
+            return [expected[k] for k in keys if before is None or k[1] < before]
+
+        def norm(tuples: list[Any]) -> list[tuple[Any, ...]]:
+            return [(*_seen(t)[:4], sorted(_seen(t)[4])) for t in tuples]
+
+        every_ns = {"configurable": {"thread_id": thread}}
+        for ns in [None, "", "child:1", "!low"]:
+            config = _cfg(thread, ns=ns) if ns is not None else every_ns
+            everything = want(ns)
+            assert norm(list(saver.list(config))) == everything
+            assert norm([t async for t in saver.alist(config)]) == everything
+            for k in range(1, len(everything) + 1):
+                assert norm(list(saver.list(config, limit=k))) == everything[:k]
+            for stored, *_ in everything:
+                conf = stored["configurable"]
+                own_ns, cid = conf["checkpoint_ns"], conf["checkpoint_id"]
+                below = want(ns, before=cid)
+                assert norm(list(saver.list(config, before=stored))) == below
+                assert norm(list(saver.list(config, before=stored, limit=1))) == below[:1]
+                one = list(saver.list(_cfg(thread, ns=own_ns, cid=cid)))
+                assert norm(one) == [expected[(own_ns, cid)]]
+            assert norm(list(saver.list(config, filter={"step": 2}))) == [
+                e for e in everything if e[2] == 2]
+        for (ns, cid), e in expected.items():
+            assert norm([saver.get_tuple(_cfg(thread, ns=ns, cid=cid))]) == [e]
+            any_ns = {"configurable": {"thread_id": thread, "checkpoint_id": cid}}
+            assert norm(list(saver.list(any_ns))) == [e]
+        for ns in parents:
+            assert norm([saver.get_tuple(_cfg(thread, ns=ns))]) == want(ns)[:1]
 
 
 # -- TTL -------------------------------------------------------------------------------

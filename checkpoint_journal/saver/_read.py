@@ -1,0 +1,496 @@
+"""The read path: which items answer which checkpoint, and the tuples built from them.
+
+A namespace's journal is read newest first (one descending Query, page after page). The
+items of one checkpoint sort together, its event last (``keys``), so once a page holds
+a checkpoint's event it holds everything of that checkpoint. Each checkpoint is then
+answered, in id order, by the first of:
+
+1. its view item, if the view has folded every writes event read (the projector has
+   caught up): the tuple straight from the view, plus S3 for offloaded values;
+2. the fold of what was read, once that reaches a view below the checkpoint (a complete
+   seed of values for everything after it) or the namespace's end, if every channel
+   resolves from what was read;
+3. the fold of the whole namespace, views as a head start, or the journal alone when an
+   offloaded value cannot be read (I2b: an intact copy, never other data).
+
+:func:`next_step` decides (pure); :class:`Reader` reads, decides and builds, yielding each
+tuple as soon as it is answered, so ``list(limit=1)`` reads what ``get_tuple`` reads.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import Checkpoint, CheckpointTuple, get_checkpoint_id
+
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.fold import (
+    CheckpointEvent,
+    Fold,
+    Namespace,
+    Survey,
+    ViewCheckpoint,
+    decode_view,
+    fold_partition,
+    survey,
+)
+from checkpoint_journal._core.items import Item
+from checkpoint_journal._core.store import DynamoJournalStore
+from checkpoint_journal.saver._values import BlobUnavailable, Loader, Origins
+
+# Items one checkpoint usually has in its namespace: its event, its view and a few
+# writes events. A newest-first read asks for this many per checkpoint wanted in its
+# first page, so that the latest checkpoint is one small Query when the projector has
+# caught up; later pages are DynamoDB's (1 MB).
+ITEMS_PER_CHECKPOINT = 8
+# Every journal item of a thread starts so; the root namespace's start with ROOT.
+JOURNAL = "J#"
+ROOT = _keys.ns_prefix("")
+
+
+def first_page_items(limit: int | None) -> int | None:
+    """The first page's item limit of a read that wants ``limit`` checkpoints (None: the
+    whole history is wanted, read it in full pages)."""
+    return None if limit is None else ITEMS_PER_CHECKPOINT * limit
+
+
+# -- tuples ---------------------------------------------------------------------------------
+
+
+def config_of(thread_id: str, ns_name: str, cid: str | None) -> RunnableConfig | None:
+    if not cid:
+        return None
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns_name,
+                             "checkpoint_id": cid}}
+
+
+def view_tuple(
+    thread_id: str, ns_name: str, view: ViewCheckpoint, loader: Loader, origins: Origins
+) -> CheckpointTuple:
+    """A checkpoint straight from its view item (and S3 for offloaded values)."""
+    loader.fetch([v for _, v, _ in view.channels.values()] + [w.value for w in view.writes])
+    checkpoint: Checkpoint = loader.loads(view.checkpoint)
+    checkpoint["channel_values"] = {
+        ch: loader.value(v) for ch, (_, v, _) in view.channels.items() if v is not None
+    }
+    origins.remember(
+        (thread_id, ns_name, view.checkpoint_id),
+        {ch: (ver, at) for ch, (ver, _, at) in view.channels.items()},
+        view.chain_hash,
+    )
+    return CheckpointTuple(
+        config=config_of(thread_id, ns_name, view.checkpoint_id),  # type: ignore[arg-type]
+        checkpoint=checkpoint,
+        metadata=loader.loads(view.metadata),
+        parent_config=config_of(thread_id, ns_name, view.parent_checkpoint_id),
+        pending_writes=[(w.task_id, w.channel, loader.value(w.value)) for w in view.writes],
+    )
+
+
+def fold_tuple(
+    thread_id: str, ns_name: str, ns: Namespace, event: CheckpointEvent, loader: Loader,
+    origins: Origins,
+) -> CheckpointTuple:
+    """A checkpoint from a fold: its view when the fold has a current one, else each
+    channel resolved at its version."""
+    view = ns.current_view(event.checkpoint_id)
+    if view is not None:
+        return view_tuple(thread_id, ns_name, view, loader, origins)
+    checkpoint: Checkpoint = loader.loads(event.checkpoint)
+    resolved = ns.resolve(event, checkpoint["channel_versions"])
+    writes = ns.writes.get(event.checkpoint_id, [])
+    loader.fetch([r.value for r in resolved.values()])
+    checkpoint["channel_values"] = {
+        ch: loader.value(r.value) for ch, r in resolved.items() if r.value is not None
+    }
+    origins.remember(
+        (thread_id, ns_name, event.checkpoint_id),
+        {ch: (r.version, r.written_at_ms) for ch, r in resolved.items()},
+        event.chain_hash,
+    )
+    return CheckpointTuple(
+        config=config_of(thread_id, ns_name, event.checkpoint_id),  # type: ignore[arg-type]
+        checkpoint=checkpoint,
+        metadata=loader.loads(event.metadata),
+        parent_config=config_of(thread_id, ns_name, event.parent_checkpoint_id),
+        pending_writes=[(w.task_id, w.channel, loader.value(w.value)) for w in writes],
+    )
+
+
+def chain_of(store: DynamoJournalStore, thread_id: str, ns_name: str, cid: str) -> str | None:
+    """The chain hash of a checkpoint the saver has not seen (another worker wrote it, or
+    it left the origins cache): one consistent GetItem (plus chunks). None when it does
+    not exist or predates the hashes; its child then chains from zero bytes and verify
+    reports the missing parent."""
+    pk = _keys.thread_pk(thread_id)
+    item = store.get(pk, _keys.checkpoint_sk(ns_name, cid))
+    if item is None:
+        return None
+    fold = fold_partition(store.with_chunks(pk, [item]), now_s=0)
+    ns = fold.namespaces.get(ns_name)
+    event = ns.checkpoints.get(cid) if ns is not None else None
+    return event.chain_hash if event is not None else None
+
+
+def matching(
+    tuples: Iterable[CheckpointTuple], filter: dict[str, Any] | None
+) -> Iterator[CheckpointTuple]:
+    """The tuples whose metadata holds every key and value of ``filter``."""
+    for tup in tuples:
+        if not filter or all(tup.metadata.get(k) == v for k, v in filter.items()):
+            yield tup
+
+
+def order(tup: CheckpointTuple) -> tuple[str, str]:
+    """Listing order (descending): checkpoint id, then namespace."""
+    conf = tup.config["configurable"]
+    return conf["checkpoint_id"], conf["checkpoint_ns"]
+
+
+# -- what answers a checkpoint (pure) ----------------------------------------------------------
+
+
+class Step(enum.Enum):
+    VIEW = "its current view item"
+    TAIL = "the fold of the items read"
+    MORE = "read another page first"
+
+
+def next_step(sv: Survey, cid: str, *, exhausted: bool, now_s: float) -> Step:
+    """How to answer checkpoint ``cid``, whose event has been read (so every item of
+    it has), from the survey of what was read."""
+    if sv.current_view(cid, now_s) is not None:
+        return Step.VIEW
+    if exhausted or sv.seed_below(cid) is not None:
+        return Step.TAIL
+    return Step.MORE
+
+
+def tail_answers(ns: Namespace, event: CheckpointEvent, *, whole: bool) -> bool:
+    """Whether a fold of part of the namespace answers ``event`` as the whole one would."""
+    return whole or ns.current_view(event.checkpoint_id) is not None or ns.resolvable(event)
+
+
+def candidates(sv: Survey, *, below: str | None, only: str | None) -> list[str]:
+    """The visible checkpoints read, newest first, within the read's bounds."""
+    return sorted(
+        (c for c in sv.events
+         if (below is None or c < below) and (only is None or c == only)),
+        reverse=True,
+    )
+
+
+# -- the items read so far ----------------------------------------------------------------------
+
+
+class Window:
+    """The items of one namespace read so far (newest first) and the pages still to read.
+
+    ``complete``: when the pages run out, every item of the namespace has been read (a
+    read bounded above by ``before`` or a checkpoint id is not)."""
+
+    def __init__(
+        self, pages: Iterable[list[Item]], *, complete: bool, items: Iterable[Item] = (),
+        exhausted: bool = False,
+    ) -> None:
+        self.items: list[Item] = []
+        self._sks: set[str] = set()
+        self._pages = iter(pages)
+        self.complete = complete
+        self.exhausted = exhausted
+        self._add(items)
+
+    @classmethod
+    def of(cls, items: Iterable[Item]) -> Window:
+        """A namespace read whole already."""
+        return cls((), complete=True, items=items, exhausted=True)
+
+    @property
+    def whole(self) -> bool:
+        return self.exhausted and self.complete
+
+    def _add(self, items: Iterable[Item]) -> None:
+        for item in items:  # a bounded read may meet an item its seed already holds
+            sk = item["SK"]["S"]
+            if sk not in self._sks:
+                self._sks.add(sk)
+                self.items.append(item)
+
+    def more(self) -> bool:
+        """Read the next page; False (and no request) once the pages have run out."""
+        page = next(self._pages, None)
+        if page is None:
+            self.exhausted = True
+            return False
+        self._add(page)
+        return True
+
+    def rest(self) -> None:
+        while self.more():
+            pass
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Reader:
+    """The reads of one call (one ``get_tuple`` or ``list``), at one ``now``."""
+
+    store: DynamoJournalStore
+    loader: Loader
+    origins: Origins
+    pool: ThreadPoolExecutor
+    now: float
+    _chunks: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
+    """pk -> commit SK -> its chunk items, each record's read once per call."""
+
+    def fold(self, thread_id: str, items: list[Item], *, use_views: bool) -> Fold:
+        """Fold ``items`` with the chunks of their chunked records (read once per call:
+        a read may fold what it has read more than once)."""
+        pk = _keys.thread_pk(thread_id)
+        known = self._chunks.setdefault(pk, {})
+        todo = [i for i in items if "chunks" in i and i["SK"]["S"] not in known]
+        if todo:
+            for chunk in self.store.with_chunks(pk, todo)[len(todo):]:
+                known.setdefault(_keys.parse_sk(chunk["SK"]["S"]).parent_sk, []).append(chunk)
+            for i in todo:
+                known.setdefault(i["SK"]["S"], [])
+        chunks = [c for i in items if "chunks" in i for c in known[i["SK"]["S"]]]
+        return fold_partition(items + chunks, now_s=self.now, use_views=use_views)
+
+    def latest(self, thread_id: str, ns_name: str) -> CheckpointTuple | None:
+        """The newest visible checkpoint of a namespace: with the projector caught up, one
+        Query (the newest items, descending) plus one S3 GET per offloaded value."""
+        return next(iter(self.namespace(thread_id, ns_name, limit=1)), None)
+
+    def by_id(self, thread_id: str, ns_name: str, cid: str) -> CheckpointTuple | None:
+        """One checkpoint: one Query on its items, with the namespace's tombstone read
+        alongside; without a current view, the namespace's items below it too."""
+        pk = _keys.thread_pk(thread_id)
+        sk = _keys.checkpoint_sk(ns_name, cid)
+        tomb = self.pool.submit(self.store.get, pk, _keys.tombstone_sk(ns_name))
+        own = [i for page in self.store.pages(pk, between=(sk, sk + "#~")) for i in page]
+        items = [i for i in own if _keys.owner(i["SK"]["S"]) == (ns_name, cid)]
+        if (t := tomb.result()) is not None:
+            items.append(t)
+        if cid not in survey(items, now_s=self.now).get(ns_name, Survey()).events:
+            return None  # the event is not there (or not visible): no such checkpoint
+        below = self.store.pages(pk, between=(_keys.ns_prefix(ns_name), sk), descending=True)
+        window = Window(below, complete=False, items=items)
+        return next(self._answers(thread_id, ns_name, window, below=None, only=cid), None)
+
+    def listing(
+        self, config: RunnableConfig, *, before: str | None, limit: int | None
+    ) -> Iterator[CheckpointTuple]:
+        """``list(config)`` of one thread: its namespace (every namespace when the config
+        names none), or the one checkpoint the config names; ``limit`` only sizes the
+        first page."""
+        conf = config["configurable"]
+        thread_id: str = conf["thread_id"]
+        ns_name: str | None = conf.get("checkpoint_ns")
+        cid = get_checkpoint_id(config)
+        if ns_name is None:
+            return self.thread(thread_id, before=before, only=cid, limit=limit)
+        if cid:
+            one = self.by_id(thread_id, ns_name, cid)
+            return iter([one] if one is not None and (before is None or cid < before) else [])
+        return self.namespace(thread_id, ns_name, before=before, limit=limit)
+
+    def namespace(
+        self, thread_id: str, ns_name: str, *, before: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """A namespace's checkpoints (older than ``before``), newest first, read page by
+        page; ``limit`` only sizes the first page."""
+        pk = _keys.thread_pk(thread_id)
+        prefix = _keys.ns_prefix(ns_name)
+        first = first_page_items(limit)
+        if before is not None and min(before, default="") > "#":
+            # Every item of a checkpoint older than ``before`` sorts below this bound
+            # (ids of characters above '#'), the tombstone above it: read that apart.
+            pages = self._with_tombstone(pk, ns_name, self.store.pages(
+                pk, between=(prefix, prefix + before), descending=True, first_limit=first))
+            window = Window(pages, complete=False)
+        else:
+            pages = self.store.pages(pk, prefix=prefix, descending=True, first_limit=first)
+            window = Window(pages, complete=True)
+        return self._answers(thread_id, ns_name, window, below=before, only=None)
+
+    def thread(
+        self, thread_id: str, *, before: str | None = None, only: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Every namespace's checkpoints, newest first (by id, then namespace).
+
+        One descending Query over the thread's journal: the namespaces it meets before the
+        root one are read whole, then the root one streams, merged with them. Namespaces
+        that sort below the root (names starting with a character below '#') are read by
+        one more Query, only when the root namespace does not fit the pages read first.
+        """
+        pk = _keys.thread_pk(thread_id)
+        scan = iter(self.store.pages(pk, prefix=JOURNAL, descending=True,
+                                     first_limit=first_page_items(limit)))
+        read: list[Item] = []
+        for page in scan:
+            read.extend(page)
+            if any(i["SK"]["S"].startswith(ROOT) for i in page):
+                break
+        nxt = next(scan, None)  # no request when the scan has ended
+        if nxt is None:
+            windows = [(ns, Window.of(items)) for ns, items in _by_namespace(read).items()]
+        else:
+            # The scan goes on with the root namespace's older items, then the namespaces
+            # that sort below it: those are read whole by one more Query, alongside.
+            lower = self.pool.submit(lambda: [
+                i for p in self.store.pages(pk, between=(JOURNAL, ROOT)) for i in p])
+            upper = [i for i in read if i["SK"]["S"] > ROOT]
+            windows = [
+                (ns, Window.of(items)) for ns, items in _by_namespace(upper).items() if ns
+            ]
+            windows.append(("", Window(_root_pages(itertools.chain([nxt], scan)),
+                                       complete=True, items=_by_namespace(upper).get("", []))))
+            windows += [(ns, Window.of(items))
+                        for ns, items in _by_namespace(lower.result()).items()]
+        streams = [self._answers(thread_id, ns, w, below=before, only=only) for ns, w in windows]
+        yield from heapq.merge(*streams, key=order, reverse=True)
+
+    def _with_tombstone(
+        self, pk: str, ns_name: str, pages: Iterable[list[Item]]
+    ) -> Iterator[list[Item]]:
+        """``pages`` with the namespace's tombstone (read alongside the first) first."""
+        tomb = self.pool.submit(self.store.get, pk, _keys.tombstone_sk(ns_name))
+        it = iter(pages)
+        first = next(it, [])
+        t = tomb.result()
+        yield ([t] if t is not None else []) + first
+        yield from it
+
+    def _answers(
+        self, thread_id: str, ns_name: str, window: Window, *, below: str | None,
+        only: str | None,
+    ) -> Iterator[CheckpointTuple]:
+        """The namespace's checkpoints in ``window`` (below ``below``, or only ``only``),
+        newest first, each yielded as soon as the items read answer it."""
+        tail = _Tail()
+        while True:
+            sv = survey(window.items, now_s=self.now).get(ns_name, Survey())
+            waiting = False
+            for cid in candidates(sv, below=below, only=only):
+                step = next_step(sv, cid, exhausted=window.exhausted, now_s=self.now)
+                if step is Step.MORE:
+                    waiting = True
+                    break
+                got = self._answer(thread_id, ns_name, window, sv, cid, step, tail)
+                if got is None:
+                    # This checkpoint and the rest from the whole namespace's fold.
+                    yield from self._from_whole(thread_id, ns_name, window, below=below,
+                                                only=only)
+                    return
+                below = cid
+                if isinstance(got, CheckpointTuple):
+                    yield got
+                if only is not None:
+                    return
+            if not waiting and only is not None and any(c < only for c in sv.events):
+                return  # read past it: it is not there (or not visible)
+            if not window.more() and not waiting:
+                return
+
+    def _answer(
+        self, thread_id: str, ns_name: str, window: Window, sv: Survey, cid: str, step: Step,
+        tail: _Tail,
+    ) -> CheckpointTuple | _Skip | None:
+        """The tuple of ``cid`` by ``step``; SKIP when its record cannot be read (a torn
+        chunk); None when only the whole namespace can answer it."""
+        try:
+            if step is Step.VIEW:
+                view_item = sv.current_view(cid, self.now)
+                assert view_item is not None
+                return view_tuple(thread_id, ns_name, decode_view(view_item), self.loader,
+                                  self.origins)
+            if tail.size != len(window.items):
+                tail.fold = self.fold(thread_id, window.items, use_views=True)
+                tail.size = len(window.items)
+            ns = tail.fold.namespaces.get(ns_name) if tail.fold is not None else None
+            event = ns.checkpoints.get(cid) if ns is not None else None
+            if ns is None or event is None:
+                return SKIP
+            if not tail_answers(ns, event, whole=window.whole):
+                return None
+            return fold_tuple(thread_id, ns_name, ns, event, self.loader, self.origins)
+        except BlobUnavailable:
+            return None
+
+    def _from_whole(
+        self, thread_id: str, ns_name: str, window: Window, *, below: str | None,
+        only: str | None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints from the fold of the namespace's every item: views as a head start,
+        unless an offloaded value cannot be read, then the journal alone."""
+        if window.complete:
+            window.rest()
+            items = window.items
+        else:
+            pk = _keys.thread_pk(thread_id)
+            items = [i for page in self.store.pages(pk, prefix=_keys.ns_prefix(ns_name))
+                     for i in page]
+        ns = self.fold(thread_id, items, use_views=True).namespaces.get(ns_name)
+        if ns is None:
+            return
+        journal_only = False
+        for cid in sorted(ns.checkpoints, reverse=True):
+            if (below is not None and cid >= below) or (only is not None and cid != only):
+                continue
+            while True:
+                try:
+                    tup = fold_tuple(thread_id, ns_name, ns, ns.checkpoints[cid], self.loader,
+                                     self.origins)
+                    break
+                except BlobUnavailable:
+                    if journal_only:
+                        raise AssertionError(
+                            "unreachable: the journal-only fold needs no blob") from None
+                    journal_only = True
+                    ns = self.fold(thread_id, items, use_views=False).namespaces[ns_name]
+            yield tup
+
+
+class _Skip:
+    """A checkpoint whose record cannot be read (a torn chunk): not listed."""
+
+
+SKIP = _Skip()
+
+
+@dataclass
+class _Tail:
+    """The fold of a window's items, kept while no page is added."""
+
+    fold: Fold | None = None
+    size: int = -1
+
+
+def _by_namespace(items: Iterable[Item]) -> dict[str, list[Item]]:
+    out: dict[str, list[Item]] = {}
+    for item in items:
+        ns = _keys.namespace_of(item["SK"]["S"])
+        if ns is not None:
+            out.setdefault(ns, []).append(item)
+    return out
+
+
+def _root_pages(pages: Iterable[list[Item]]) -> Iterator[list[Item]]:
+    """The root namespace's items of a descending scan of the whole journal, page by
+    page, until the scan leaves the root namespace."""
+    for page in pages:
+        yield [i for i in page if i["SK"]["S"].startswith(ROOT)]
+        if any(i["SK"]["S"] < ROOT for i in page):
+            return

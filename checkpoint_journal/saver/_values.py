@@ -1,0 +1,174 @@
+"""What the saver keeps between calls, and the values one read deserialises.
+
+- :class:`ByteCache`: the bytes of recently read offloaded values. Offloaded objects are
+  immutable and named by their content, so the bytes (not the deserialised objects,
+  which callers may mutate) can be kept for the life of the process.
+- :class:`Origins`: for each recently seen checkpoint, where each channel's value is
+  stored and the checkpoint's chain hash, so that ``put`` writes only what changed and
+  chains the next event without reading its parent.
+- :class:`Loader`: the values of one read: journal values deserialised with the saver's
+  serde, offloaded ones fetched once each (byte cache first, then the bucket).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpoint_journal._core import blobs as _blobs
+from checkpoint_journal._core.blobs import BlobStore
+from checkpoint_journal._core.fold import BlobRef, Value
+from checkpoint_journal._core.store import run_parallel
+
+logger = logging.getLogger(__name__)
+
+# Checkpoints whose origins the saver remembers: a few per active thread of a busy
+# worker, a few hundred bytes each.
+ORIGIN_CACHE_SIZE = 4096
+# A value larger than this share of the byte cache is not kept: it would evict the rest.
+_LARGEST_SHARE = 4
+
+Origin = tuple[Any, int]
+"""(channel version, written_at ms of the journal item that holds the value)."""
+
+
+class BlobUnavailable(Exception):
+    """An offloaded value cannot be read; answer from the journal instead."""
+
+
+class ByteCache:
+    """An LRU of offloaded values' bytes by digest, bounded in bytes (thread-safe)."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> bytes | None:
+        with self._lock:
+            data = self._data.get(digest)
+            if data is not None:
+                self._data.move_to_end(digest)
+            return data
+
+    def keep(self, digest: str, data: bytes) -> None:
+        if len(data) > self.capacity_bytes // _LARGEST_SHARE:
+            return
+        with self._lock:
+            if digest in self._data:
+                return
+            self._data[digest] = data
+            self._size += len(data)
+            while self._size > self.capacity_bytes:
+                _, old = self._data.popitem(last=False)
+                self._size -= len(old)
+
+
+class Origins:
+    """(thread, namespace, checkpoint id) -> where each channel's value is stored, and
+    the checkpoint's chain hash; the most recently used ``size`` (thread-safe)."""
+
+    def __init__(self, size: int = ORIGIN_CACHE_SIZE) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[str, str, str], tuple[dict[str, Origin], str | None]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def remember(
+        self, key: tuple[str, str, str], origins: dict[str, Origin], chain: str | None
+    ) -> None:
+        with self._lock:
+            self._data[key] = (origins, chain)
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def recall(self, key: tuple[str, str, str]) -> tuple[dict[str, Origin], str | None] | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def forget_thread(self, thread_id: str) -> None:
+        with self._lock:
+            for k in [k for k in self._data if k[0] == thread_id]:
+                del self._data[k]
+
+
+class NoBucketWarning:
+    """Says once per saver that the view points to S3 but the saver has no bucket."""
+
+    def __init__(self) -> None:
+        self._said = False
+
+    def __call__(self) -> None:
+        if not self._said:
+            self._said = True
+            logger.warning(
+                "the view holds values in S3 but this saver has no bucket; reading the "
+                "journal instead (pass bucket= the stack's BucketName output)"
+            )
+
+
+class Loader:
+    """The values of one read (one ``get_tuple`` or one ``list``): what it deserialised
+    from S3 is kept by digest, so a value shown by many checkpoints is fetched once."""
+
+    def __init__(
+        self,
+        serde: SerializerProtocol,
+        blobs: BlobStore | None,
+        cache: ByteCache,
+        pool: ThreadPoolExecutor,
+        no_bucket: NoBucketWarning,
+    ) -> None:
+        self.serde = serde
+        self._blobs = blobs
+        self._cache = cache
+        self._pool = pool
+        self._no_bucket = no_bucket
+        self._loaded: dict[str, Any] = {}
+
+    def loads(self, typed: tuple[str, bytes]) -> Any:
+        return self.serde.loads_typed(typed)
+
+    def value(self, v: Value) -> Any:
+        """A value of a view or a fold; an offloaded one must have been fetched."""
+        if isinstance(v, BlobRef):
+            return self._loaded[v.digest]
+        return self.loads(v)
+
+    def fetch(self, values: Iterable[Value | None]) -> None:
+        """Load the offloaded values among ``values`` (in parallel).
+
+        Raises BlobUnavailable when the saver has no bucket or an object is missing: the
+        caller then answers from the journal alone (slower, same result)."""
+        todo = {
+            v.digest: v for v in values if isinstance(v, BlobRef) and v.digest not in self._loaded
+        }
+        for digest in list(todo):
+            data = self._cache.get(digest)
+            if data is not None:
+                self._loaded[digest] = self.loads((todo.pop(digest).type, data))
+        if not todo:
+            return
+        blobs = self._blobs
+        if blobs is None:
+            self._no_bucket()
+            raise BlobUnavailable()
+
+        def get(ref: BlobRef) -> tuple[str, bytes]:
+            body = blobs.get(ref.key, f"read offloaded value {ref.digest[:12]}")
+            if body is None:
+                raise BlobUnavailable()
+            return ref.digest, _blobs.unpack(body, ref.codec, ref.digest, ref.type)
+
+        for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]
+            self._cache.keep(digest, data)
+            self._loaded[digest] = self.loads((todo[digest].type, data))

@@ -1,0 +1,209 @@
+"""The items of a ``put`` and a ``put_writes`` (pure: no I/O here).
+
+A checkpoint event holds only the channels in ``new_versions`` (a delta); the others are
+referenced where they were stored, as the parent's origins say. With a TTL, a value
+stored long ago is written again (re-carried) so that the latest checkpoint of an active
+thread outlives its oldest dependency by most of the TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from checkpoint_journal import errors, schemas
+from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.items import ItemPlan, metadata_attrs, plan_items, uniq
+from checkpoint_journal.saver._values import Origin
+
+# With a TTL, a channel value stored more than this fraction of the TTL ago is written
+# again with the next checkpoint instead of referenced, so the latest checkpoint of an
+# active thread stays readable for at least (1 - fraction) * ttl after it is written.
+TTL_RECARRY_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the saver encodes what it writes (taken from the saver at each call, so that
+    a ``with_allowlist`` clone uses its own serde)."""
+
+    serde: SerializerProtocol
+    hasher: _chain.Hasher
+    compression: bool
+    max_item_bytes: int
+    ttl_seconds: int | None
+
+    def expires_at(self, now: float) -> int | None:
+        return None if self.ttl_seconds is None else int(now) + self.ttl_seconds
+
+    def loads(self, typed: tuple[str, bytes]) -> Any:
+        return self.serde.loads_typed(typed)
+
+    def dumps(self, value: Any, what: str) -> dict[str, Any]:
+        """A value as the journal's TypedValue record; SerializationError if the serde
+        refuses it (before anything is written)."""
+        try:
+            type_, data = self.serde.dumps_typed(value)
+        except Exception as e:  # serializers raise TypeError, ValueError, msgpack errors
+            raise errors.SerializationError(
+                f"cannot serialize {what} ({type(value).__name__}) with "
+                f"{type(self.serde).__name__}: {e}. Nothing was written. Store only values "
+                "the serializer supports, or pass a serde that handles this type."
+            ) from e
+        return {"type": type_, "data": data}
+
+
+@dataclass(frozen=True)
+class CheckpointWrite:
+    """What one ``put`` writes, and what the saver remembers of it."""
+
+    plan: ItemPlan
+    key: tuple[str, str, str]
+    """(thread, namespace, checkpoint id)."""
+    origins: dict[str, Origin]
+    """Where each channel's value of the new checkpoint is stored."""
+    chain_hash: str | None
+    config: RunnableConfig
+    """What ``put`` returns."""
+
+
+def checkpoint_write(
+    policy: Policy,
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: ChannelVersions,
+    *,
+    parent_origins: dict[str, Origin] | None,
+    parent_chain: str | None,
+    now: float,
+) -> CheckpointWrite:
+    """The checkpoint event of a ``put``: the channels in ``new_versions``, plus those
+    whose stored value is unknown (no ``parent_origins`` for them) or, with a TTL, too
+    old to reference."""
+    conf = config["configurable"]
+    thread_id: str = conf["thread_id"]
+    ns_name: str = conf.get("checkpoint_ns", "")
+    parent_id: str | None = conf.get("checkpoint_id")
+    cid = checkpoint["id"]
+    pk = _keys.thread_pk(thread_id)
+    sk = _keys.checkpoint_sk(ns_name, cid)
+    now_ms = int(now * 1000)
+    expires_at = policy.expires_at(now)
+    ttl = policy.ttl_seconds
+
+    values = checkpoint["channel_values"]
+    versions = checkpoint["channel_versions"]
+    to_store: dict[str, Any] = dict(new_versions)
+    origins: dict[str, Origin] = {}
+    visible_until = expires_at
+    for ch, ver in versions.items():
+        if ch in to_store:
+            continue
+        origin = (parent_origins or {}).get(ch)
+        known = origin if origin is not None and origin[0] == ver else None
+        if ttl is not None and (
+            known is None or (now_ms - known[1]) > TTL_RECARRY_FRACTION * ttl * 1000
+        ):
+            to_store[ch] = ver  # re-carry: write it again rather than reference
+            continue
+        if known is not None:
+            origins[ch] = known
+            if visible_until is not None and ttl is not None:
+                visible_until = min(visible_until, known[1] // 1000 + ttl)
+    blobs = []
+    for ch, ver in to_store.items():
+        blobs.append({
+            "channel": ch,
+            "version": ver,
+            "value": policy.dumps(values[ch], f"channel {ch!r}") if ch in values else None,
+        })
+        origins[ch] = (ver, now_ms)
+    stored_checkpoint = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+    md = get_checkpoint_metadata(config, metadata)
+    record: dict[str, Any] = {
+        "thread_id": thread_id,
+        "checkpoint_ns": ns_name,
+        "checkpoint_id": cid,
+        "parent_checkpoint_id": parent_id,
+        "written_at": now_ms,
+        "checkpoint": policy.dumps(stored_checkpoint, "the checkpoint"),
+        "metadata": policy.dumps(md, "the metadata"),
+        "blobs": blobs,
+        "channel_versions": [{"channel": ch, "version": v} for ch, v in versions.items()],
+    }
+    encoded = policy.hasher.encode(schemas.RECORD_CHECKPOINT, record,
+                                   compress=policy.compression, parent_chain=parent_chain)
+    extra = metadata_attrs(md)
+    if parent_id:
+        extra["parent"] = {"S": parent_id}
+    if visible_until is not None and visible_until != expires_at:
+        extra["visible_until"] = {"N": str(visible_until)}
+    plan = plan_items(
+        pk, sk, _keys.KIND_CHECKPOINT, encoded,
+        written_at_ms=now_ms, expires_at=expires_at, extra=extra,
+        max_item_bytes=policy.max_item_bytes,
+    )
+    return CheckpointWrite(
+        plan=plan,
+        key=(thread_id, ns_name, cid),
+        origins=origins,
+        chain_hash=record["chain_hash"],
+        config={"configurable": {
+            "thread_id": thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
+        }},
+    )
+
+
+def writes_write(
+    policy: Policy,
+    config: RunnableConfig,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+    *,
+    now: float,
+) -> ItemPlan:
+    """The writes event of a ``put_writes``: every write as given, with its LangGraph
+    index; the dedup rules are the fold's (first regular write wins, last special one)."""
+    conf = config["configurable"]
+    thread_id: str = conf["thread_id"]
+    ns_name: str = conf.get("checkpoint_ns", "")
+    cid: str = conf["checkpoint_id"]
+    now_ms = int(now * 1000)
+    pk = _keys.thread_pk(thread_id)
+    sk = _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms))
+    record = {
+        "thread_id": thread_id,
+        "checkpoint_ns": ns_name,
+        "checkpoint_id": cid,
+        "task_id": task_id,
+        "task_path": task_path,
+        "written_at": now_ms,
+        "writes": [
+            {
+                "channel": ch,
+                "idx": WRITES_IDX_MAP.get(ch, i),
+                "value": policy.dumps(v, f"the write to channel {ch!r}"),
+            }
+            for i, (ch, v) in enumerate(writes)
+        ],
+    }
+    encoded = policy.hasher.encode(schemas.RECORD_WRITES, record, compress=policy.compression)
+    return plan_items(
+        pk, sk, _keys.KIND_WRITES, encoded,
+        written_at_ms=now_ms, expires_at=policy.expires_at(now),
+        max_item_bytes=policy.max_item_bytes,
+    )
