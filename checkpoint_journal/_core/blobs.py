@@ -97,6 +97,18 @@ class BlobStore:
     def _where(self, key: str = "") -> str:
         return f"{self.bucket}/{key}" if key else self.bucket
 
+    def check(self) -> None:
+        """Raise BucketNotFoundError (or another JournalError) unless the bucket is there
+        and reachable."""
+        try:
+            aws.call(lambda: self.client.head_bucket(Bucket=self.bucket), service=aws.S3,
+                     resource=self.bucket, what=f"check bucket {self.bucket!r}")
+        except errors.ObjectNotFoundError as e:  # HeadBucket answers a bare 404
+            raise errors.BucketNotFoundError(
+                f"S3 bucket {self.bucket!r} was not found. Deploy the stack (sam deploy) or "
+                "pass the BucketName output of your stack (--bucket, bucket=)."
+            ) from e
+
     def get(self, key: str, what: str) -> bytes | None:
         """The object's bytes; None when the object (or the bucket) does not exist."""
         try:

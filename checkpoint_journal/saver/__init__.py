@@ -169,15 +169,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         """
         self._store.describe()
         if self.bucket:
-            s3, bucket = self._s3, self.bucket
-            try:
-                aws.call(lambda: s3.head_bucket(Bucket=bucket), service=aws.S3,
-                         resource=bucket, what=f"check bucket {bucket!r}")
-            except errors.ObjectNotFoundError as e:  # HeadBucket answers a bare 404
-                raise errors.BucketNotFoundError(
-                    f"S3 bucket {bucket!r} was not found. Deploy the stack (sam deploy) "
-                    "or pass the BucketName output of your stack as bucket."
-                ) from e
+            BlobStore(self._s3, self.bucket).check()
 
     # -- what every call is built from (read at each call: a with_allowlist clone shares
     # -- everything but its serde) --------------------------------------------------------

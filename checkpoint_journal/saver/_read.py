@@ -36,6 +36,8 @@ from checkpoint_journal._core.fold import (
     Fold,
     Namespace,
     Survey,
+    TypedValue,
+    Value,
     ViewCheckpoint,
     decode_view,
     fold_partition,
@@ -76,21 +78,11 @@ def view_tuple(
 ) -> CheckpointTuple:
     """A checkpoint straight from its view item (and S3 for offloaded values)."""
     loader.fetch([v for _, v, _ in view.channels.values()] + [w.value for w in view.writes])
-    checkpoint: Checkpoint = loader.loads(view.checkpoint)
-    checkpoint["channel_values"] = {
-        ch: loader.value(v) for ch, (_, v, _) in view.channels.items() if v is not None
-    }
-    origins.remember(
-        (thread_id, ns_name, view.checkpoint_id),
-        {ch: (ver, at) for ch, (ver, _, at) in view.channels.items()},
-        view.chain_hash,
-    )
-    return CheckpointTuple(
-        config=config_of(thread_id, ns_name, view.checkpoint_id),  # type: ignore[arg-type]
-        checkpoint=checkpoint,
-        metadata=loader.loads(view.metadata),
-        parent_config=config_of(thread_id, ns_name, view.parent_checkpoint_id),
-        pending_writes=[(w.task_id, w.channel, loader.value(w.value)) for w in view.writes],
+    return _tuple(
+        thread_id, ns_name, view.checkpoint_id, view.parent_checkpoint_id,
+        loader.loads(view.checkpoint), view.metadata, {ch: (ver, v, at) for ch, (ver, v, at) in view.channels.items()},
+        [(w.task_id, w.channel, w.value) for w in view.writes], view.chain_hash,
+        loader, origins,
     )
 
 
@@ -105,22 +97,36 @@ def fold_tuple(
         return view_tuple(thread_id, ns_name, view, loader, origins)
     checkpoint: Checkpoint = loader.loads(event.checkpoint)
     resolved = ns.resolve(event, checkpoint["channel_versions"])
-    writes = ns.writes.get(event.checkpoint_id, [])
     loader.fetch([r.value for r in resolved.values()])
-    checkpoint["channel_values"] = {
-        ch: loader.value(r.value) for ch, r in resolved.items() if r.value is not None
-    }
-    origins.remember(
-        (thread_id, ns_name, event.checkpoint_id),
-        {ch: (r.version, r.written_at_ms) for ch, r in resolved.items()},
-        event.chain_hash,
+    return _tuple(
+        thread_id, ns_name, event.checkpoint_id, event.parent_checkpoint_id, checkpoint,
+        event.metadata, {ch: (r.version, r.value, r.written_at_ms) for ch, r in resolved.items()},
+        [(w.task_id, w.channel, w.value) for w in ns.writes.get(event.checkpoint_id, [])],
+        event.chain_hash, loader, origins,
     )
+
+
+def _tuple(
+    thread_id: str, ns_name: str, cid: str, parent_id: str | None,
+    checkpoint: Checkpoint, metadata: TypedValue,
+    channels: dict[str, tuple[Any, Value | None, int]],
+    writes: list[tuple[str, str, Value]], chain_hash: str | None,
+    loader: Loader, origins: Origins,
+) -> CheckpointTuple:
+    """The tuple of a checkpoint (deserialized, without its values) whose values are at
+    hand (``loader`` has fetched every offloaded one); remembers where its channels are
+    stored, for the next ``put``."""
+    checkpoint["channel_values"] = {
+        ch: loader.value(v) for ch, (_, v, _) in channels.items() if v is not None
+    }
+    origins.remember((thread_id, ns_name, cid),
+                     {ch: (ver, at) for ch, (ver, _, at) in channels.items()}, chain_hash)
     return CheckpointTuple(
-        config=config_of(thread_id, ns_name, event.checkpoint_id),  # type: ignore[arg-type]
+        config=config_of(thread_id, ns_name, cid),  # type: ignore[arg-type]
         checkpoint=checkpoint,
-        metadata=loader.loads(event.metadata),
-        parent_config=config_of(thread_id, ns_name, event.parent_checkpoint_id),
-        pending_writes=[(w.task_id, w.channel, loader.value(w.value)) for w in writes],
+        metadata=loader.loads(metadata),
+        parent_config=config_of(thread_id, ns_name, parent_id),
+        pending_writes=[(task, ch, loader.value(v)) for task, ch, v in writes],
     )
 
 
