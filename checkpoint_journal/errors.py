@@ -58,3 +58,14 @@ class ObjectNotFoundError(JournalError):
 
 class TransientError(JournalError):
     """AWS kept throttling or failing after the bounded retry budget was spent."""
+
+
+class BlockedTypeError(JournalError):
+    """A stored value names a type the serde's allow-list does not admit (or is pickled).
+
+    Stored data never runs code (I7): the value was not deserialized. ``type_name`` is
+    the ``module.Name`` it names."""
+
+    def __init__(self, message: str, type_name: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name

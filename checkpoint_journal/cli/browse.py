@@ -26,7 +26,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +43,7 @@ from checkpoint_journal._core.fold import (
     survey,
 )
 from checkpoint_journal._core.items import Item, from_attr
+from checkpoint_journal._core.serde import StrictSerializer, parse_allow
 from checkpoint_journal._core.size import item_size
 from checkpoint_journal._core.store import DynamoJournalStore, run_parallel
 from checkpoint_journal.cli.errors import NotFoundError, UsageError
@@ -157,12 +158,18 @@ def short(value: Any, width: int = 80) -> str:
     return text[: max(8, width - len(suffix))] + suffix
 
 
-def default_serde() -> SerializerProtocol:
-    """What every reading command reads values with: LangGraph's JsonPlusSerializer, the
-    saver's default (its allow-list, never pickle: stored data never names code to run)."""
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+def default_serde(allow: Sequence[str] = ()) -> SerializerProtocol:
+    """What every reading command reads values with: the saver's default, strict serde
+    (LangGraph's and langchain-core's own types, plus ``allow``: ``module.Name`` strings,
+    the ``--allow`` option; never pickle: stored data never runs code).
 
-    return JsonPlusSerializer()
+    Raises:
+        UsageError: an ``allow`` entry is not ``module.Name``.
+    """
+    try:
+        return StrictSerializer(parse_allow(allow))
+    except ValueError as e:
+        raise UsageError(str(e)) from e
 
 
 def load(serde: SerializerProtocol, typed: TypedValue) -> tuple[Any, str | None]:
@@ -174,7 +181,7 @@ def load(serde: SerializerProtocol, typed: TypedValue) -> tuple[Any, str | None]
         what = f"cannot deserialize {len(data):,} bytes of type {type_!r}"
         if "+" in type_:  # EncryptedSerializer's "{type}+{cipher}"
             return None, (f"{what}: encrypted with an EncryptedSerializer (cipher "
-                          f"{type_.split('+', 1)[1]!r}); read with JsonPlusSerializer")
+                          f"{type_.split('+', 1)[1]!r}); it cannot be read without its key")
         return None, f"{what}: {type(e).__name__}: {e}"
 
 

@@ -7,7 +7,7 @@ thread and a time range if asked). Two formats:
 - ``jsonl`` (default): one JSON object per event, its plain fields, its ``state``, its
   metadata and its journal record decoded, every typed value in it (channel values,
   writes, the checkpoint, the metadata) deserialised with LangGraph's
-  ``JsonPlusSerializer`` (pickle never, its allow-list honoured) and rendered JSON-safe
+  the saver's strict serde (pickle never; ``--allow`` adds types) and rendered JSON-safe
   exactly as ``show --json`` renders values (``browse.load`` and ``browse.jsonable``).
   An erased event (``shredded``) is there, with its plain fields and no content.
 - ``avro``: an Avro object container file of ``archive_event`` records (the current
@@ -342,7 +342,7 @@ def _write(args: argparse.Namespace, conn: Connection, progress: Callable[[str],
             opened = sys.stdout
         try:
             stats = export(conn.s3, conn.dynamodb, bucket=conn.bucket, table=conn.table,
-                           fmt=args.format, out=opened, serde=default_serde(),
+                           fmt=args.format, out=opened, serde=default_serde(args.allow),
                            thread_id=args.thread, since_ms=args.since, until_ms=args.until,
                            progress=report)
             opened.flush()

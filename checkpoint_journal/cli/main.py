@@ -131,7 +131,7 @@ def _history(args: argparse.Namespace) -> int:
 
     def run(conn: Connection, progress: Progress) -> Outcome:
         journal = _journal(args, conn, progress)
-        rows = detail.history(journal, browse.default_serde(), limit=args.limit)
+        rows = detail.history(journal, browse.default_serde(args.allow), limit=args.limit)
         total = len(journal.ns.checkpoints)
         return render.Outcome(
             render.history_doc(args.thread, args.ns, rows),
@@ -145,7 +145,7 @@ def _show(args: argparse.Namespace) -> int:
 
     def run(conn: Connection, progress: Progress) -> Outcome:
         shown = detail.detail(_journal(args, conn, progress), args.checkpoint,
-                              browse.default_serde())
+                              browse.default_serde(args.allow))
         return render.Outcome(render.detail_doc(shown),
                               lambda style, width: render.detail_text(shown, style, width))
 
@@ -157,7 +157,7 @@ def _diff(args: argparse.Namespace) -> int:
 
     def run(conn: Connection, progress: Progress) -> Outcome:
         result = detail.diff(_journal(args, conn, progress), args.a, args.b,
-                             browse.default_serde())
+                             browse.default_serde(args.allow))
         return render.Outcome(render.diff_doc(result),
                               lambda style, width: render.diff_text(result, style))
 

@@ -160,6 +160,10 @@ def _add_connection(p: Any, *, table: str, bucket: str) -> None:
                       help="the DynamoDB endpoint (default: boto3's, e.g. "
                       "$AWS_ENDPOINT_URL_DYNAMODB; none for AWS itself)")
     conn.add_argument("--region", help="the AWS region (default: boto3's, e.g. $AWS_REGION)")
+    p.add_argument("--allow", action="append", default=[], metavar="MODULE.NAME",
+                   help="rebuild stored values of this type of yours too (repeatable); by "
+                   "default only LangGraph's and langchain-core's own types are rebuilt, and "
+                   "a value naming any other type is shown as not readable")
 
 
 def _add_browse_parser(

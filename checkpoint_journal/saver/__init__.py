@@ -42,6 +42,7 @@ from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.blobs import BlobStore
 from checkpoint_journal._core.fold import Fold, fold_partition
 from checkpoint_journal._core.items import MIN_ITEM_BYTES, Item, ItemPlan
+from checkpoint_journal._core.serde import StrictSerializer
 from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal._core.store import DynamoJournalStore
 from checkpoint_journal.saver import _across, _maintenance, _read, _write
@@ -67,8 +68,11 @@ class JournalSaver(BaseCheckpointSaver[str]):
             past it; the latest checkpoint of a thread stays readable for at least 90%
             of the TTL after it is written.
         compression: zstd-compress records above a few hundred bytes.
-        serde: LangGraph serializer (default ``JsonPlusSerializer``; an
-            ``EncryptedSerializer`` works).
+        serde: LangGraph serializer. The default is strict (``_core.serde``): only
+            LangGraph's and langchain-core's own types, plus those of the compiled graph's
+            state schema (LangGraph passes them through ``with_allowlist``) are rebuilt; a
+            stored value naming any other type, or pickled, raises BlockedTypeError and
+            runs no code. An ``EncryptedSerializer`` works.
         endpoint_url, region_name: where AWS is (DynamoDB Local, moto, a region);
             ``None`` uses boto3's resolution (``AWS_ENDPOINT_URL_DYNAMODB`` etc.).
         s3_endpoint_url: S3's endpoint when it differs from ``endpoint_url``.
@@ -106,7 +110,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         chain_key: bytes | str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde if serde is not None else StrictSerializer())
         if not isinstance(table_name, str) or not table_name:
             raise errors.NotConfiguredError("table_name must be a non-empty string")
         if ttl_seconds is not None and (
