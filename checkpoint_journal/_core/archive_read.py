@@ -51,6 +51,7 @@ from checkpoint_journal._core.archive import (
     read_container,
     read_file,
 )
+from checkpoint_journal._core.fold import chunk_parts, record_body
 from checkpoint_journal._core.store import DynamoJournalStore
 
 if TYPE_CHECKING:
@@ -187,19 +188,13 @@ class _Content:
         item = self.store.get(pk, sk)
         if item is None:
             return None, STATE_REFERENCE_GONE
-        chunks = int(ref.get("chunks") or 0)
-        if chunks == 0:
-            body = item.get("body", {}).get("B")
-        else:
-            # The exact range of this record's chunks: the chunk prefix of a checkpoint
-            # also starts the chunks of its writes and carried values.
-            bounds = (_keys.chunk_sk(sk, 0), _keys.chunk_sk(sk, chunks - 1))
-            parts = [i for page in self.store.pages(pk, between=bounds) for i in page]
-            body = (b"".join(bytes(p["body"]["B"]) for p in parts)
-                    if len(parts) == chunks and all("body" in p for p in parts) else None)
+        # The body as the fold reads it: inline, or its chunks reassembled and checked
+        # against the item's digest; then against the digest the archive recorded.
+        parts = chunk_parts((_keys.parse_sk(i["SK"]["S"]), i)
+                            for i in self.store.with_chunks(pk, [item])[1:])
+        body = record_body(item, parts.get(sk, {}))
         if body is None:
             return None, STATE_REFERENCE_MISMATCH
-        body = bytes(body)
         if hashlib.sha256(body).hexdigest() != ref.get("digest"):
             return None, STATE_REFERENCE_MISMATCH
         return body, STATE_REFERENCED

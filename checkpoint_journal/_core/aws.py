@@ -60,6 +60,8 @@ _TRANSIENT_CODES = frozenset({
     "SlowDown", "TransactionConflictException", "RequestTimeout", "503", "500",
 })
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# The variable that points boto3 at each service's endpoint.
+_ENDPOINT_VARIABLE = {DYNAMODB: "AWS_ENDPOINT_URL_DYNAMODB", S3: "AWS_ENDPOINT_URL_S3"}
 
 
 class ConditionFailed(errors.ConflictError):
@@ -227,8 +229,8 @@ def translate(
     if isinstance(e, botocore.exceptions.EndpointConnectionError):
         return errors.NotConfiguredError(
             f"{what}: cannot reach the {service} endpoint ({e}). Check --endpoint-url "
-            f"(endpoint_url=), AWS_ENDPOINT_URL{'_S3' if service == S3 else '_DYNAMODB' if service == DYNAMODB else ''}"
-            " and that the service is running."
+            f"(endpoint_url=), {_ENDPOINT_VARIABLE.get(service, 'AWS_ENDPOINT_URL')} and "
+            "that the service is running."
         )
     if isinstance(e, botocore.exceptions.ClientError):
         err = e.response.get("Error", {})

@@ -163,18 +163,18 @@ class DynamoJournalStore:
     def with_chunks(self, pk: str, items: list[Item]) -> list[Item]:
         """``items`` plus the chunk items of every chunked record among them (one Query
         per record, in parallel): what the fold needs to reassemble their bodies."""
-        commits = [i["SK"]["S"] for i in items if "chunks" in i]
+        commits = {i["SK"]["S"]: int(i["chunks"]["N"]) for i in items if "chunks" in i}
         if not commits:
             return items
 
-        def chunks(sk: str) -> list[Item]:
-            n = int(next(i for i in items if i["SK"]["S"] == sk)["chunks"]["N"])
+        def chunks(sk: str, n: int) -> list[Item]:
             # The exact range of this record's chunks: a checkpoint's chunk prefix also
             # starts the chunks of its writes and carried values.
             bounds = (_keys.chunk_sk(sk, 0), _keys.chunk_sk(sk, max(n, 1) - 1))
             return [i for page in self.pages(pk, between=bounds) for i in page]
 
-        found = run_parallel([lambda sk=sk: chunks(sk) for sk in commits], self._pool)  # type: ignore[misc]
+        found = run_parallel([lambda sk=sk, n=n: chunks(sk, n)  # type: ignore[misc]
+                              for sk, n in commits.items()], self._pool)
         return items + [i for group in found for i in group]
 
     def summary(self, pk: str) -> list[Item]:
