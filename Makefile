@@ -38,6 +38,7 @@ events: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.fenced
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

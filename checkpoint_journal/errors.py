@@ -31,6 +31,9 @@ class CorruptRecordError(JournalError):
 class ConflictError(JournalError):
     """An immutable journal item already exists with different content."""
 
+    written_at_ms: int | None = None
+    """When the existing item was written (ms), when known."""
+
 
 class NotConfiguredError(JournalError):
     """A table, bucket or credential the saver needs is missing or unreachable."""
@@ -69,3 +72,30 @@ class BlockedTypeError(JournalError):
     def __init__(self, message: str, type_name: str) -> None:
         super().__init__(message)
         self.type_name = type_name
+
+
+class StaleWriteOwnerError(JournalError):
+    """A write through a writer of ``JournalSaver.claim_write_ownership`` whose ownership
+    of the thread was superseded (by a later claim, or by ``delete_thread``) was refused.
+
+    Nothing of the refused write is stored. ``is_stale_write_owner_error`` is the marker
+    LangGraph's write-ownership contract recognises a refusal by (duck-typed: no import
+    of the conformance package needed). ``thread_id`` names the thread."""
+
+    is_stale_write_owner_error = True
+
+    def __init__(self, thread_id: str, detail: str | None = None) -> None:
+        super().__init__(
+            f"write refused: this writer no longer owns thread {thread_id!r}"
+            + (f" ({detail})" if detail else "")
+            + ". Nothing was written. Another worker claimed the thread after this one "
+            "(or the thread was deleted): stop working on it and report the run as lost. "
+            "To take the thread back, claim it again (claim_write_ownership) and reload "
+            "its state before writing."
+        )
+        self.thread_id = thread_id
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[StaleWriteOwnerError], tuple[str, str | None]]:
+        # Rebuilt from its fields (the default would pass the message as thread_id).
+        return (type(self), (self.thread_id, self.detail))

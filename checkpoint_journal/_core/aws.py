@@ -58,6 +58,7 @@ _TRANSIENT_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "Throttling",
     "RequestLimitExceeded", "InternalServerError", "InternalError", "ServiceUnavailable",
     "SlowDown", "TransactionConflictException", "RequestTimeout", "503", "500",
+    "ConditionalRequestConflict", "OperationAborted",
 })
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # The variable that points boto3 at each service's endpoint.
@@ -74,6 +75,35 @@ class ConditionFailed(errors.ConflictError):
     def __init__(self, message: str, item: dict[str, Any] | None) -> None:
         super().__init__(message)
         self.item = item
+
+
+class TransactionCanceled(errors.JournalError):
+    """A TransactWriteItems was cancelled: none of its actions was applied.
+
+    ``reasons`` has one entry per action, in order, as DynamoDB gives them: ``Code``
+    ("None" for an action that did not fail, "ConditionalCheckFailed",
+    "TransactionConflict", "ThrottlingError", ...) and, for a failed condition asked
+    with ``ReturnValuesOnConditionCheckFailure="ALL_OLD"``, the existing ``Item``.
+    Callers that write transactionally catch it and decide from the reasons.
+    """
+
+    def __init__(self, message: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+    def code(self, action: int) -> str:
+        """The reason code of action ``action`` ("None" when it did not fail or when
+        DynamoDB gave no reason for it)."""
+        if action < len(self.reasons):
+            return str(self.reasons[action].get("Code") or "None")
+        return "None"
+
+    def item(self, action: int) -> dict[str, Any] | None:
+        """The existing item of action ``action`` whose condition failed, if asked for."""
+        if action < len(self.reasons):
+            found: dict[str, Any] | None = self.reasons[action].get("Item")
+            return found
+        return None
 
 
 @dataclass(frozen=True)
@@ -235,9 +265,16 @@ def translate(
     if isinstance(e, botocore.exceptions.ClientError):
         err = e.response.get("Error", {})
         code, msg = str(err.get("Code", "")), str(err.get("Message", ""))
+        if code == "PreconditionFailed" and service == S3:  # IfNoneMatch: the key exists
+            return ConditionFailed(f"{what}: {where} already exists", None)
         if code == "ConditionalCheckFailedException":
             item: Any = e.response.get("Item")
             return ConditionFailed(f"{what}: the condition on {where} did not hold", item)
+        if code == "TransactionCanceledException":
+            reasons: Any = e.response.get("CancellationReasons") or []
+            return TransactionCanceled(
+                f"{what}: {service} cancelled the transaction on {where} ({msg})",
+                [dict(r) for r in reasons])
         if code == "ResourceNotFoundException" and service == DYNAMODB:
             return errors.TableNotFoundError(
                 f"{what}: DynamoDB table {resource!r} was not found ({msg}). Deploy the stack "

@@ -38,6 +38,7 @@ from langgraph.checkpoint.base import writes_sort_key
 from checkpoint_journal import schemas
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.items import Item, from_attr
+from checkpoint_journal.errors import CorruptRecordError
 
 logger = logging.getLogger(__name__)
 
@@ -251,15 +252,12 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
             views.append((key, item))
             continue
         body = record_body(item, chunks.get(key.parent_sk, {}))
-        if body is None:
-            continue
         ns = fold.namespaces.setdefault(key.checkpoint_ns, Namespace())
-        fp, codec = item["fp"]["S"], item["codec"]["S"]
         written_at = _num(item, "written_at") or 0
         if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
             ns.last_activity_ms = max(ns.last_activity_ms, written_at)
         if key.kind == _keys.KIND_CHECKPOINT:
-            rec = schemas.decode(schemas.RECORD_CHECKPOINT, body, fp, codec)
+            rec = decode(schemas.RECORD_CHECKPOINT, item, body)
             event = CheckpointEvent(
                 thread_id=rec["thread_id"],
                 checkpoint_ns=key.checkpoint_ns,
@@ -287,11 +285,11 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
             if checkpoint_visible(item, now_s):
                 ns.checkpoints[key.checkpoint_id] = event
         elif key.kind == _keys.KIND_BLOBS:
-            rec = schemas.decode(schemas.RECORD_BLOBS, body, fp, codec)
+            rec = decode(schemas.RECORD_BLOBS, item, body)
             blobs = {(b["channel"], b["version"]): _typed(b["value"]) for b in rec["blobs"]}
             _add_blobs(ns, key.checkpoint_id, written_at, blobs)
         elif key.kind == _keys.KIND_WRITES:
-            rec = schemas.decode(schemas.RECORD_WRITES, body, fp, codec)
+            rec = decode(schemas.RECORD_WRITES, item, body)
             writes_by_cp[(key.checkpoint_ns, key.checkpoint_id)].append((item["SK"]["S"], rec))
 
     for (ns_name, cid), events in writes_by_cp.items():
@@ -313,9 +311,7 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
 
 
 def decode_view(item: Item) -> ViewCheckpoint:
-    rec = schemas.decode(
-        schemas.RECORD_VIEW, item["body"]["B"], item["fp"]["S"], item["codec"]["S"]
-    )
+    rec = decode(schemas.RECORD_VIEW, item, item["body"]["B"])
     return ViewCheckpoint(
         checkpoint_id=rec["checkpoint_id"],
         parent_checkpoint_id=rec["parent_checkpoint_id"],
@@ -365,21 +361,43 @@ def _add_blobs(
         ns.blob_written_at[k] = max(ns.blob_written_at.get(k, 0), written_at)
 
 
-def record_body(item: Item, chunks: dict[int, bytes]) -> bytes | None:
+def record_body(item: Item, chunks: dict[int, bytes]) -> bytes:
+    """A record's body: its own, or its chunks reassembled and checked against the
+    commit's digest. A commit is written after every chunk (I2), so a commit whose chunks
+    are missing or do not match is damage: CorruptRecordError naming it (I2b), never
+    the older state the record would otherwise leave showing."""
     if "body" in item:
         body: bytes = item["body"]["B"]
         return body
+    where = f"journal item {item['PK']['S']!r} / {item['SK']['S']!r}"
     n = _num(item, "chunks")
-    if n is None:
-        return None
-    if len(chunks) != n or any(i not in chunks for i in range(n)):
-        logger.warning("skipping %s: %d of %d chunks present", item["SK"]["S"], len(chunks), n)
-        return None
+    if n is None or "digest" not in item:
+        raise CorruptRecordError(f"{where} has neither a body nor chunks")
+    missing = [i for i in range(n) if i not in chunks]
+    if missing:
+        raise CorruptRecordError(
+            f"{where} is stored in {n} chunks and {len(missing)} are missing (first: "
+            f"{_keys.chunk_sk(item['SK']['S'], missing[0])!r}); it was deleted outside "
+            "the journal's operations. Nothing was read from it.")
     body = b"".join(chunks[i] for i in range(n))
     if hashlib.sha256(body).hexdigest() != item["digest"]["S"]:
-        logger.warning("skipping %s: chunk digest mismatch", item["SK"]["S"])
-        return None
+        raise CorruptRecordError(
+            f"{where}: its chunks do not reassemble to the digest its commit holds (a "
+            "chunk was altered or swapped). Nothing was read from it.")
     return body
+
+
+def decode(record: str, item: Item, body: bytes) -> dict[str, Any]:
+    """``schemas.decode`` of an item's body, its errors naming the item."""
+    try:
+        return schemas.decode(record, body, item["fp"]["S"], item["codec"]["S"])
+    except CorruptRecordError as e:
+        raise CorruptRecordError(
+            f"journal item {item['PK']['S']!r} / {item['SK']['S']!r}: {e}") from e
+    except KeyError as e:
+        raise CorruptRecordError(
+            f"journal item {item['PK']['S']!r} / {item['SK']['S']!r} lacks attribute "
+            f"{e.args[0]!r}") from e
 
 
 @dataclass
@@ -393,6 +411,27 @@ class Survey:
     tombstone_ms: int = 0
     last_activity_ms: int = 0
     """The latest written_at of a visible checkpoint or writes event."""
+    present: set[str] = field(default_factory=set)
+    """Checkpoint events read (not hidden by TTL or a tombstone), visible or not."""
+
+    def unexplained(self, at_least: str = "") -> dict[str, str]:
+        """Checkpoints (ids from ``at_least`` up) whose items witness a journal item that
+        is gone (I2b): a view without its checkpoint event, or a view that folded more
+        writes events than the journal holds. Only a prune or delete_for_runs (whose
+        removal markers name what they took) explains either; anything else is damage.
+        Call it once every item of those checkpoints has been read."""
+        out: dict[str, str] = {}
+        for cid, view in self.views.items():
+            if cid < at_least:
+                continue
+            if cid not in self.present:
+                out[cid] = "its view item is present but its checkpoint event is not"
+                continue
+            folded, held = _num(view, "wm") or 0, self.writes_events.get(cid, 0)
+            if folded > held:
+                out[cid] = (f"its view folded {folded} writes events but the journal holds "
+                            f"{held}")
+        return out
 
     def seed_below(self, checkpoint_id: str) -> str | None:
         """The newest visible checkpoint older than ``checkpoint_id`` whose view item was
@@ -422,6 +461,7 @@ def survey(items: Iterable[Item], *, now_s: float) -> dict[str, Survey]:
         if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
             sv.last_activity_ms = max(sv.last_activity_ms, _num(item, "written_at") or 0)
         if key.kind == _keys.KIND_CHECKPOINT:
+            sv.present.add(key.checkpoint_id)
             if checkpoint_visible(item, now_s):
                 sv.events[key.checkpoint_id] = item
         elif key.kind == _keys.KIND_VIEW:
@@ -476,4 +516,32 @@ def chunk_parts(keyed: Iterable[tuple[_keys.ParsedKey, Item]]) -> dict[str, dict
     for key, item in keyed:
         if key.kind == _keys.KIND_CHUNK:
             out[key.parent_sk][int(item["SK"]["S"].rsplit("#", 1)[1])] = item["body"]["B"]
+    return out
+
+
+def removed_ids(items: Iterable[Item]) -> set[str]:
+    """The checkpoint ids the removal markers among ``items`` name (prune and
+    delete_for_runs write one before deleting anything)."""
+    out: set[str] = set()
+    for item in items:
+        if item.get("kind", {}).get("S") != _keys.KIND_REMOVAL or "body" not in item:
+            continue
+        rec = decode(schemas.RECORD_REMOVAL, item, item["body"]["B"])
+        out.update(r["checkpoint_id"] for r in rec["removed"])
+    return out
+
+
+def hidden_keys(items: Iterable[Item], tombstones: dict[str, int]) -> list[tuple[str, str]]:
+    """Keys of the items (keys and ``written_at`` at least) that the namespaces'
+    tombstones (namespace -> written_at) hide (rule 2), tombstones aside: what a put in
+    flight during ``delete_thread`` leaves behind, for the saver's sweep and the
+    projector to delete (I6b)."""
+    out = []
+    for item in items:
+        sk = item["SK"]["S"]
+        ns = _keys.namespace_of(sk)
+        if ns is None or ns not in tombstones or sk == _keys.tombstone_sk(ns):
+            continue
+        if (_num(item, "written_at") or 0) <= tombstones[ns]:
+            out.append((item["PK"]["S"], sk))
     return out

@@ -49,7 +49,11 @@ def canonical(value: Any) -> str | None:
                           ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
         return None
-    return text if len(text.encode()) <= MAX_INDEXED_VALUE_BYTES else None
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate: not text DynamoDB can hold
+        return None
+    return text if size <= MAX_INDEXED_VALUE_BYTES else None
 
 
 def shard(thread_id: str) -> int:

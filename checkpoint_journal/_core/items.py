@@ -12,11 +12,13 @@ import hashlib
 import math
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any
 
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.index import canonical
+from checkpoint_journal._core.seal import SEAL_ITEM_BYTES
 from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal.schemas import Encoded
 
@@ -82,7 +84,8 @@ def plan_items(
     if extra:
         base.update(extra)
     single = {**base, "body": {"B": encoded.body}}
-    if item_size(single) <= max_item_bytes:
+    # The store adds each item's seal: room is kept for it.
+    if item_size(single) + SEAL_ITEM_BYTES <= max_item_bytes:
         return ItemPlan([], single)
     body = encoded.body
     if len(body) > MAX_RECORD_BYTES:
@@ -113,35 +116,79 @@ def plan_items(
     return ItemPlan(chunks, commit)
 
 
-def to_attr(value: Any) -> dict[str, Any] | None:
-    """A JSON-like value as a DynamoDB attribute value, or None if it has no faithful form.
+# DynamoDB's numbers: 38 significant digits, magnitudes from 1E-130 to below 1E+126.
+_MAX_DIGITS = 38
+_MIN_MAGNITUDE = Decimal("1E-130")
+_MAX_MAGNITUDE = Decimal("1E+126")
+# DynamoDB nests documents at most 32 levels deep.
+MAX_DEPTH = 32
+# A GSI key value is at most 2,048 bytes; a longer run id is indexed by its hash.
+MAX_RUN_KEY_BYTES = 1024
+
+
+def _number(value: int | float) -> dict[str, Any] | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    text = str(value) if isinstance(value, int) else repr(value)
+    d = Decimal(text)
+    if d != 0 and not _MIN_MAGNITUDE <= abs(d) < _MAX_MAGNITUDE:
+        return None
+    digits = "".join(map(str, d.as_tuple().digits)).strip("0")  # significant digits
+    if len(digits) > _MAX_DIGITS:
+        return None
+    return {"N": text}
+
+
+def _text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def to_attr(value: Any, depth: int = 1) -> dict[str, Any] | None:
+    """A JSON-like value as a DynamoDB attribute value, or None if DynamoDB cannot hold it
+    faithfully (a number out of its range or precision, text that is not valid Unicode,
+    nesting deeper than it allows).
 
     Used for the plain ``md`` (metadata) attribute that server-side filters and humans
-    read; the authoritative metadata stays in the Avro body.
+    read; the authoritative metadata stays in the Avro body, exactly as given.
     """
     if value is None:
         return {"NULL": True}
     if isinstance(value, bool):
         return {"BOOL": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    if isinstance(value, float):
-        return {"N": repr(value)} if math.isfinite(value) else None
+    if isinstance(value, int | float):
+        return _number(value)
     if isinstance(value, str):
-        return {"S": value}
+        return {"S": value} if _text(value) else None
+    if depth >= MAX_DEPTH:
+        return None
     if isinstance(value, (list, tuple)):
-        items = [to_attr(v) for v in value]
+        items = [to_attr(v, depth + 1) for v in value]
         return None if any(i is None for i in items) else {"L": items}
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            a = to_attr(v)
             # DynamoDB map keys are non-empty strings (a subgraph's parents map has "").
-            if not isinstance(k, str) or not k or a is None:
+            if not isinstance(k, str) or not k or not _text(k):
                 continue
+            a = to_attr(v, depth + 1)
+            if a is None:
+                return None
             out[k] = a
         return {"M": out}
     return None
+
+
+def run_key(run_id: str) -> str:
+    """The RunIndex key of a run: its id, or for an id too long for a GSI key (or not
+    valid Unicode) ``sha256:`` and its hash, the same on write and on lookup."""
+    raw = run_id.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_RUN_KEY_BYTES and _text(run_id):
+        return run_id
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def metadata_attrs(metadata: Mapping[str, Any]) -> Item:
@@ -156,12 +203,12 @@ def metadata_attrs(metadata: Mapping[str, Any]) -> Item:
         if text is not None and len(text) <= budget:
             kept[key] = value
             budget -= len(text)
-    md = to_attr(kept)
-    if md is not None and md.get("M"):
-        attrs["md"] = md
+    md = {k: a for k, v in kept.items() if k and (a := to_attr(v, 2)) is not None}
+    if md:
+        attrs["md"] = {"M": md}
     run_id = metadata.get("run_id")
     if isinstance(run_id, str) and run_id:
-        attrs["run_id"] = {"S": run_id}  # key of the RunIndex GSI (delete_for_runs)
+        attrs["run_id"] = {"S": run_key(run_id)}  # key of the RunIndex GSI (delete_for_runs)
     return attrs
 
 

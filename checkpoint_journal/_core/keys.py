@@ -13,6 +13,7 @@ thread and ``delete_thread`` is one partition walk. Sort keys:
 ``H#{ns}``                                   head of a namespace (projector)
 ``I#{ns}#{checkpoint_id}#{key hash}``       metadata index entry (projector)
 ``R#{ns}#{uniq}``                           removal marker written by prune / delete_for_runs
+``O#``                                       the thread's write owner (claim_write_ownership)
 ==========================================  ==============================================
 
 The view item of a checkpoint sorts between its event and its writes, so one Query in
@@ -29,6 +30,8 @@ uses, so the tombstone is the last item of its namespace.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -50,6 +53,7 @@ KIND_VIEW = "V"
 KIND_HEAD = "H"
 KIND_INDEX = "I"
 KIND_REMOVAL = "R"
+KIND_OWNER = "O"
 
 TOMBSTONE_MARK = "~"
 
@@ -66,7 +70,53 @@ def unescape(component: str) -> str:
 def _check_str(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise InvalidKeyError(f"{name} must be a str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidKeyError(
+            f"{name} {value[:80]!r} is not valid Unicode text (a lone surrogate at position "
+            f"{e.start}); DynamoDB keys are UTF-8. Decode it properly, or use a hash of it."
+        ) from None
     return value
+
+
+# LangGraph's checkpoint ids: uuid6 (time-ordered) in canonical text form.
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def new_checkpoint_id(checkpoint_id: object) -> str:
+    """A checkpoint id a ``put`` may store: a uuid in canonical form, as LangGraph makes
+    them. Ids order checkpoints ("latest" is the greatest), so an id of another shape
+    (``zzzz`` would stay the latest forever; ``~`` is the tombstone's place) is refused."""
+    cid = _check_str("checkpoint id", checkpoint_id)
+    if not _UUID_RE.match(cid):
+        raise InvalidKeyError(
+            f"checkpoint id {cid[:80]!r} is not a uuid: checkpoint ids order a thread's "
+            "history, so the journal stores LangGraph's own (uuid6, lowercase, e.g. "
+            "'1ef4f797-8335-6428-8001-8a1503f9b875'). Let LangGraph make the id."
+        )
+    return cid
+
+
+def from_config(config: object) -> tuple[str, str, str | None]:
+    """(thread id, namespace, checkpoint id or None) of a LangGraph config, checked: a
+    config without a thread id is an InvalidKeyError saying what to pass. An int or UUID
+    thread id is taken as its text, as LangGraph's own savers do."""
+    conf = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(conf, dict) or conf.get("thread_id") is None:
+        raise InvalidKeyError(
+            "the config has no thread_id: pass {'configurable': {'thread_id': ...}} "
+            "(graph.invoke(..., config) and every saver call need one)")
+    thread_id = conf["thread_id"]
+    if isinstance(thread_id, int | uuid.UUID) and not isinstance(thread_id, bool):
+        thread_id = str(thread_id)
+    ns = conf.get("checkpoint_ns") or ""
+    cid = conf.get("checkpoint_id") or None
+    _check_str("thread_id", thread_id)
+    _check_str("checkpoint_ns", ns)
+    if cid is not None:
+        _check_str("checkpoint_id", cid)
+    return thread_id, ns, cid
 
 
 def thread_pk(thread_id: str) -> str:
@@ -159,6 +209,15 @@ def removal_sk(checkpoint_ns: str, uniq: str) -> str:
     ``verify`` tells a legitimate removal from a deletion. Outside the ``J#`` range, so
     reads never meet it, and owned by no checkpoint, so later prunes keep it."""
     return "R#" + ns_prefix(checkpoint_ns)[2:] + uniq
+
+
+def owner_sk() -> str:
+    """``O#``: the thread's write owner (``JournalSaver.claim_write_ownership``), one
+    item per thread holding the current owner's token. Not a journal key: ``parse_sk``
+    refuses it, so folds, reads and verification pass it by; ``owner`` and
+    ``namespace_of`` give None, so prunes keep it and ``delete_thread`` (which deletes
+    the whole partition) removes it, superseding every owner."""
+    return "O#"
 
 
 class ParsedKey(NamedTuple):

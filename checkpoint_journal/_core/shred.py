@@ -227,6 +227,10 @@ class ArchiveKeyStore(Protocol):
         """Which of these (PK, SK) items exist, strongly consistent, keys only."""
         ...
 
+    def tombstone_times(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """``written_at`` (ms) of the namespace tombstones among these keys that exist."""
+        ...
+
 
 class DynamoKeyStore:
     """Archive keys in the journal table (the item layout is in the module docstring)."""
@@ -310,6 +314,12 @@ class DynamoKeyStore:
             found.add((item["PK"]["S"], item["SK"]["S"]))
         return found
 
+    def tombstone_times(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        # Keys and written_at only (template.yaml, ArchiverRole, JournalEventExists).
+        return {(i["PK"]["S"], i["SK"]["S"]): int(i.get("written_at", {}).get("N", "0"))
+                for i in self._batch(list(dict.fromkeys(keys)), projection="#pk, #sk, #wa",
+                                     what="read the tombstones of deleted threads")}
+
     def _batch(self, keys: list[tuple[str, str]], *, projection: str | None,
                what: str) -> Iterable[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -322,7 +332,9 @@ class DynamoKeyStore:
             }
             if projection is not None:
                 request["ProjectionExpression"] = projection
-                request["ExpressionAttributeNames"] = {"#pk": "PK", "#sk": "SK"}
+                request["ExpressionAttributeNames"] = {
+                    n: a for n, a in (("#pk", "PK"), ("#sk", "SK"), ("#wa", "written_at"))
+                    if n in projection}
             pending: Any = {self.table: request}
             for attempt in range(_UNPROCESSED_RETRIES + 1):
                 req = pending

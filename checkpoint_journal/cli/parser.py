@@ -286,11 +286,14 @@ example:
   checkpoint-journal verify --thread customer-42 --chain-key-secret CHAIN_KEY_SECRET_ARN
   checkpoint-journal verify --chain-key-file chain.key --json | jq '.problems[]'
 
-Problems: altered (content does not match its hash), chain-broken (a checkpoint does not
-link to its parent's chain), removed (missing without a prune/delete), misplaced (an
-event under another checkpoint's key), wrong-key (hashed under another key, or without
-the deployment's key: a forgery), view-mismatch, disagree (table and archive differ),
-not-archived, archive-damaged, unreadable.
+Problems: damaged (an item fails its seal: altered, or copied from another key),
+altered (content does not match its hash), chain-broken (a checkpoint does not link to
+its parent's chain), removed (missing without a prune/delete), misplaced (an event under
+another checkpoint's key), wrong-key (hashed under another key, or without the
+deployment's key: a forgery), view-mismatch, blob-missing and blob-damaged (an S3 object
+a view points to; checked whenever a bucket is known, --no-archive included), disagree
+(table and archive differ), not-archived, archive-damaged, unreadable. verify always
+finishes its report, whatever an item holds.
 
 With a chain key (JournalSaver(chain_key=...); the stack makes one, ChainKeySecretArn,
 readable by AgentPolicy and AuditorPolicy) the hashes are HMAC-SHA-256, so an event
@@ -299,8 +302,9 @@ detects any change that does not recompute every later hash. Archived events of 
 erased by delete_thread cannot be read any more (their key is destroyed): they are
 counted, not checked.
 
-exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
-3 thread not found
+exit status: 0 ok (intact, and archived as far as checked), 5 pending (intact, but the
+archiver has not caught up with the newest checkpoints yet: run again later), 4 damaged
+(problems found), 1 AWS or table error, 2 usage error, 3 thread not found
 """,
         bucket="the bucket whose archive/ is checked against the table "
         "(default: $CHECKPOINT_JOURNAL_BUCKET; none: the table only)",
@@ -316,7 +320,8 @@ exit status: 0 intact, 4 problems found, 1 AWS or table error, 2 usage error,
                      "32` (its final newline is ignored; default: "
                      "$CHECKPOINT_JOURNAL_CHAIN_KEY_FILE). Neither: plain SHA-256")
     p.add_argument("--no-archive", action="store_true",
-                   help="check the table only, even with a bucket")
+                   help="do not check the archive (offloaded values in the bucket are "
+                   "still checked)")
 
 
 # -- export -----------------------------------------------------------------------------------

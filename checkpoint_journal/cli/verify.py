@@ -40,12 +40,22 @@ from checkpoint_journal._core import aws
 from checkpoint_journal._core import chain as _chain
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.archive import ArchiveDamage
+from checkpoint_journal._core.blobs import BlobStore, unpack
 from checkpoint_journal._core.chain import Hasher
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
 from checkpoint_journal.cli.errors import NotFoundError, UsageError
 from checkpoint_journal.cli.render import Outcome
 from checkpoint_journal.cli.verify_archive import check_archive
-from checkpoint_journal.cli.verify_table import Report, ThreadState, check_thread
+from checkpoint_journal.cli.verify_table import (
+    BLOB_DAMAGED,
+    BLOB_MISSING,
+    EXIT_STATUS,
+    UNREADABLE,
+    Report,
+    ThreadState,
+    check_thread,
+)
+from checkpoint_journal.errors import CorruptRecordError, JournalError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -62,27 +72,38 @@ KEY_SECRET_ENV = "CHECKPOINT_JOURNAL_CHAIN_KEY_SECRET"
 
 def verify(
     dynamodb: DynamoDBClient, table: str, *, hasher: Hasher, thread_id: str | None = None,
-    s3: S3Client | None = None, bucket: str | None = None,
+    s3: S3Client | None = None, bucket: str | None = None, blob_bucket: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
-    """Check the table (one thread, or all) and, with a bucket, the archive. Raises
-    NotFoundError when ``thread_id`` is in neither."""
+    """Check the table (one thread, or all), with ``blob_bucket`` every S3 object its
+    views point to, and with ``bucket`` the archive. Raises NotFoundError when
+    ``thread_id`` is in neither."""
     report = Report(hasher.key_id)
     tick = progress or (lambda message: None)
     # Threads from the table itself (a keys-only Scan), not from the projector's
     # ThreadIndex, which whoever could edit the table could edit too.
     ids = [thread_id] if thread_id is not None else list(thread_ids(dynamodb, table))
     states: dict[str, ThreadState] = {}
-    store = DynamoJournalStore(dynamodb, table)
+    # Items as stored: verify reports damage rather than stopping at it.
+    store = DynamoJournalStore(dynamodb, table, check_seals=False)
     try:
         for n, tid in enumerate(ids):
             tick(f"verifying the table: thread {n + 1:,} of {len(ids):,}")
             pk = _keys.thread_pk(tid)
             items = [i for page in store.pages(pk, prefix="") for i in page]
-            if items:
+            if not items:
+                continue
+            try:
                 states[tid] = check_thread(report, hasher, tid, items)
+            except (JournalError, KeyError, ValueError, TypeError) as e:
+                # Whatever an item holds, the report goes on to the next thread.
+                report.add(UNREADABLE, "table", tid, None, None, pk,
+                           f"verify could not finish checking this thread: "
+                           f"{type(e).__name__}: {e}")
     finally:
         store.close()
+    if s3 is not None and blob_bucket:
+        check_blobs(report, BlobStore(s3, blob_bucket), states, tick)
     archived = 0
     if s3 is not None and bucket:
         damaged: list[ArchiveDamage] = []
@@ -96,6 +117,34 @@ def verify(
     if thread_id is not None and not states and not archived:
         raise NotFoundError(f"thread {thread_id!r} is neither in the table nor in the archive")
     return report
+
+
+def check_blobs(report: Report, blobs: BlobStore, states: dict[str, ThreadState],
+                tick: Callable[[str], None]) -> None:
+    """Read every S3 object an intact view points to, once, and check it against the
+    digest the view holds (what a read of that view would get)."""
+    refs = {key: (tid, entry) for tid, state in states.items()
+            for key, entry in state.blobs.items()}
+    for n, (key, (tid, (ref, loc, ns, cid))) in enumerate(sorted(refs.items())):
+        tick(f"verifying offloaded values: {n + 1:,} of {len(refs):,}")
+        where = f"s3://{blobs.bucket}/{key} (pointed to by {loc})"
+        try:
+            body = blobs.get(key, "verify an offloaded value")
+            if body is None:
+                report.add(BLOB_MISSING, "bucket", tid, ns, cid, where,
+                           "the object is gone; reads of this view answer from the journal "
+                           "while it holds the value, then raise")
+                continue
+            unpack(body, ref.codec, ref.digest, ref.type)
+        except CorruptRecordError as e:
+            report.add(BLOB_DAMAGED, "bucket", tid, ns, cid, where,
+                       f"{e}; reads of this view answer from the journal while it holds the "
+                       "value, then raise. `checkpoint-journal rebuild --thread` rewrites it")
+            continue
+        except JournalError as e:
+            report.add(UNREADABLE, "bucket", tid, ns, cid, where, f"cannot read it: {e}")
+            continue
+        report.counts["offloaded values intact (bucket)"] += 1
 
 
 # -- output ----------------------------------------------------------------------------
@@ -115,7 +164,13 @@ def text(report: Report, style: Any, archive: bool) -> list[str]:
         if n:
             lines.append(f"  {n:>8,}  {what}")
     if report.ok:
-        lines.append(style.green("intact: every hash recomputes and every chain links"))
+        lines.append(style.green("intact: every seal holds, every hash recomputes and every "
+                                 "chain links"))
+        if report.pending:
+            lines.append(style.yellow(
+                f"pending: {report.pending:,} checkpoint(s) are not archived yet (the "
+                "archiver has not caught up: not a problem; run verify again later to "
+                "check them against the archive)"))
     else:
         lines.append(style.red(f"{len(report.findings)} problem(s):"))
         for f in report.findings:
@@ -172,11 +227,11 @@ def command(args: argparse.Namespace) -> Callable[[Connection, Callable[[str], N
         archive = conn.bucket is not None and not args.no_archive
         report = verify(
             conn.dynamodb, conn.table, hasher=Hasher(secret), thread_id=args.thread,
-            s3=conn.s3 if archive else None, bucket=conn.bucket if archive else None,
+            s3=conn.s3, bucket=conn.bucket if archive else None, blob_bucket=conn.bucket,
             progress=progress,
         )
         return Outcome({**report.doc(), "archive_checked": archive},
                        lambda style, width: text(report, style, archive),
-                       0 if report.ok else 4)
+                       EXIT_STATUS[report.outcome])
 
     return run

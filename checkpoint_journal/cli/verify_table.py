@@ -7,6 +7,7 @@ Pure: the items of a thread's partition are at hand.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from checkpoint_journal import schemas
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import seal as _seal
 from checkpoint_journal._core.archive import RECORD_OF_KIND
 from checkpoint_journal._core.chain import Hasher
 from checkpoint_journal._core.fold import (
@@ -24,6 +26,7 @@ from checkpoint_journal._core.fold import (
     record_body,
 )
 from checkpoint_journal._core.items import Item
+from checkpoint_journal._core.store import derived
 from checkpoint_journal.errors import CorruptRecordError
 
 # Problems: each makes verify fail.
@@ -37,6 +40,13 @@ VIEW_MISMATCH = "view-mismatch"
 DISAGREE = "disagree"          # table and archive hold different versions of an event
 ARCHIVE_DAMAGED = "archive-damaged"
 NOT_ARCHIVED = "not-archived"  # in the table, missing from an archive that has later files
+DAMAGED = "damaged"            # an item fails its seal (reads refuse it, or read around it)
+BLOB_MISSING = "blob-missing"  # an S3 object a view points to is not there
+BLOB_DAMAGED = "blob-damaged"  # an S3 object a view points to does not match its digest
+
+# Outcomes, and the exit status of each (``checkpoint-journal verify``).
+OK, PENDING, DAMAGED_OUTCOME = "ok", "pending", "damaged"
+EXIT_STATUS = {OK: 0, DAMAGED_OUTCOME: 4, PENDING: 5}
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,19 @@ class Report:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def pending(self) -> int:
+        """Checkpoints the archiver has not caught up with yet (not a problem)."""
+        return self.counts["checkpoints not archived yet"]
+
+    @property
+    def outcome(self) -> str:
+        """``damaged`` (a finding), ``pending`` (intact so far, the archiver behind), or
+        ``ok``."""
+        if self.findings:
+            return DAMAGED_OUTCOME
+        return PENDING if self.pending else OK
+
     def add(self, problem: str, where: str, thread_id: str, ns: str | None, cid: str | None,
             location: str, detail: str) -> None:
         self.findings.append(Finding(problem, where, thread_id, ns, cid or None, location,
@@ -79,6 +102,7 @@ class Report:
     def doc(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "outcome": self.outcome,
             "hash_key_id": self.key_id,
             "threads": len(self.threads),
             "checked": dict(sorted(self.counts.items())),
@@ -107,6 +131,11 @@ class ThreadState:
     """(ns, checkpoint id) -> the removal marker's entry, with ``written_at``."""
     tombstones: dict[str, int] = field(default_factory=dict)
     """namespace -> written_at of its tombstone (delete_thread)."""
+    readable: set[str] = field(default_factory=set)
+    """Sort keys of the records that decoded."""
+    blobs: dict[str, tuple[BlobRef, str, str | None, str | None]] = field(default_factory=dict)
+    """S3 key -> (reference, table location, namespace, checkpoint id) of every offloaded
+    value an intact view points to: ``verify`` reads each object."""
 
 
 def item_location(pk: str, sk: str) -> str:
@@ -192,8 +221,21 @@ def check_thread(report: Report, hasher: Hasher, thread_id: str, items: list[Ite
     report.threads.add(thread_id)
     keyed: list[tuple[_keys.ParsedKey, Item]] = []
     for item in items:
+        sk = item["SK"]["S"]
+        why = _seal.damage(item)
+        if why is not None:
+            kind = "derived item" if derived(sk) else "journal item"
+            what = ("reads ignore it and answer from the journal; the projector or "
+                    "`checkpoint-journal rebuild --thread` rewrites it" if derived(sk) else
+                    "reads of what it holds raise CorruptRecordError")
+            own = _keys.owner(sk)
+            report.add(DAMAGED, "table", thread_id, _keys.namespace_of(sk),
+                       own[1] if own else None, item_location(pk, sk),
+                       f"the {kind} fails its seal: {why}; {what}")
+        else:
+            report.counts["items sealed intact (table)"] += 1
         try:
-            keyed.append((_keys.parse_sk(item["SK"]["S"]), item))
+            keyed.append((_keys.parse_sk(sk), item))
         except ValueError:
             continue  # heads, index entries
     chunks = chunk_parts(keyed)
@@ -221,10 +263,10 @@ def check_thread(report: Report, hasher: Hasher, thread_id: str, items: list[Ite
         if written <= state.tombstones.get(ns, -1):
             report.counts["hidden by delete_thread"] += 1
             continue
-        body = record_body(item, chunks.get(key.parent_sk, {}))
-        if body is None:
-            report.add(UNREADABLE, "table", thread_id, ns, cid, loc,
-                       "the item's chunks are missing or do not match its digest")
+        try:
+            body = record_body(item, chunks.get(key.parent_sk, {}))
+        except CorruptRecordError as e:
+            report.add(UNREADABLE, "table", thread_id, ns, cid, loc, str(e))
             continue
         try:
             rec = _decode(key.kind, body, item)
@@ -240,6 +282,7 @@ def check_thread(report: Report, hasher: Hasher, thread_id: str, items: list[Ite
                        f"{rec.get('checkpoint_ns')!r}"
                        + (f", checkpoint {rec.get('checkpoint_id')}" if cid else ""))
             continue
+        state.readable.add(sk)
         record_type = RECORD_OF_KIND[key.kind]
         report.counts[f"{record_type.replace('_event', '')} events (table)"] += 1
         ok = check_hash(report, hasher, "table", thread_id, ns, cid, loc, record_type, rec)
@@ -306,20 +349,50 @@ def _check_views(report: Report, thread_id: str, pk: str, items: list[Item],
                  views: list[tuple[_keys.ParsedKey, Item]], state: ThreadState) -> None:
     if not views:
         return
-    fold = fold_partition([i for i in items if i.get("kind", {}).get("S") != "V"],
-                          now_s=0, use_views=False)
+    # The journal's own fold, of the records that decoded (the rest are reported).
+    fold = fold_partition(
+        [i for i in items if i.get("kind", {}).get("S") not in (_keys.KIND_VIEW,)
+         and (i["SK"]["S"] in state.readable or not i["SK"]["S"].startswith("J#")
+              or i.get("kind", {}).get("S") == _keys.KIND_TOMBSTONE)],
+        now_s=0, use_views=False)
+    writes_events: Counter[tuple[str, str]] = Counter(
+        (k.checkpoint_ns, k.checkpoint_id) for k, _ in (
+            (_keys.parse_sk(i["SK"]["S"]), i) for i in items
+            if i.get("kind", {}).get("S") == _keys.KIND_WRITES))
+    now = time.time()
+    sks = {i["SK"]["S"] for i in items}
     for key, item in views:
         ns, cid = key.checkpoint_ns, key.checkpoint_id
         ev = state.checkpoints.get((ns, cid))
         loc = item_location(pk, item["SK"]["S"])
+        written = int(item.get("written_at", {}).get("N", "0"))
+        expires = item.get("expires_at")
+        gone_by_design = (
+            (ns, cid) in state.removed or written <= state.tombstones.get(ns, -1)
+            or (expires is not None and int(expires["N"]) <= now))
         if ev is None:
-            continue  # a leftover view of a removed checkpoint: never read (fold ignores it)
+            # An event that is there but was reported (misplaced, unreadable) is not gone.
+            present = _keys.checkpoint_sk(ns, cid) in sks
+            if not gone_by_design and not present:
+                report.add(REMOVED, "table", thread_id, ns, cid, item_location(
+                    pk, _keys.checkpoint_sk(ns, cid)),
+                    f"checkpoint {cid} has a view in the table but is not there itself, and "
+                    "no prune, delete_for_runs or delete_thread removed it (reads raise "
+                    "CorruptRecordError rather than show the checkpoint before it)")
+            continue
+        folded = int(item.get("wm", {}).get("N", "0"))
+        if folded > writes_events[(ns, cid)] and not gone_by_design:
+            report.add(REMOVED, "table", thread_id, ns, cid, loc,
+                       f"the view folded {folded} pending-writes events but the table holds "
+                       f"{writes_events[(ns, cid)]}: a writes event was deleted")
         try:
             view = decode_view(item)
         except (CorruptRecordError, KeyError) as e:
             report.add(UNREADABLE, "table", thread_id, ns, cid, loc, f"view cannot be decoded: {e}")
             continue
         report.counts["views (table)"] += 1
+        for ref in view.refs():
+            state.blobs.setdefault(ref.key, (ref, loc, ns, cid))
         rec = ev.record
         problems: list[str] = []
         if view.chain_hash != rec.get("chain_hash"):

@@ -342,12 +342,15 @@ class LocalDeployment:
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl},
             )
         s3 = self.client("s3")
+        # As template.yaml's bucket: versioned, with Object Lock (the archiver puts each
+        # archive file under a retention; no default retention, so blobs stay deletable).
+        lock: dict[str, Any] = {"ObjectLockEnabledForBucket": True}
         if self.region_name == "us-east-1":
-            s3.create_bucket(Bucket=self.bucket)
+            s3.create_bucket(Bucket=self.bucket, **lock)
         else:
             s3.create_bucket(
                 Bucket=self.bucket,
-                CreateBucketConfiguration={"LocationConstraint": self.region_name},
+                CreateBucketConfiguration={"LocationConstraint": self.region_name}, **lock,
             )
         s3.put_public_access_block(
             Bucket=self.bucket,

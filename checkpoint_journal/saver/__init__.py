@@ -40,7 +40,7 @@ from checkpoint_journal._core import aws
 from checkpoint_journal._core import chain as _chain
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.blobs import BlobStore
-from checkpoint_journal._core.fold import Fold, fold_partition
+from checkpoint_journal._core.fold import Fold, fold_partition, hidden_keys
 from checkpoint_journal._core.items import MIN_ITEM_BYTES, Item, ItemPlan
 from checkpoint_journal._core.serde import StrictSerializer
 from checkpoint_journal._core.size import MAX_ITEM_BYTES
@@ -49,6 +49,11 @@ from checkpoint_journal.saver import _across, _maintenance, _read, _write
 from checkpoint_journal.saver._values import ByteCache, Loader, NoBucketWarning, Origins
 
 __all__ = ["Clock", "JournalSaver"]
+
+
+# Sweeps of what lands hidden during a delete_thread: each finds only puts that were in
+# flight during the previous one.
+_SWEEPS = 5
 
 
 class Clock(Protocol):
@@ -165,15 +170,23 @@ class JournalSaver(BaseCheckpointSaver[str]):
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def check(self) -> None:
-        """Verify the table (and bucket, if given) exist and are reachable.
+    def check(self) -> dict[str, str]:
+        """Check the table and bucket the saver is configured with; returns what was
+        checked, each with what was found (table, keys, stream, ttl, bucket).
 
-        Raises TableNotFoundError, BucketNotFoundError, CredentialsError or
-        AccessDeniedError with what to do.
+        Raises NotConfiguredError when the table's key schema is not the journal's, its
+        TTL is on another attribute, or the saver has ``ttl_seconds`` and the table no
+        TTL; TableNotFoundError, BucketNotFoundError, CredentialsError or
+        AccessDeniedError otherwise, each with what to do.
         """
-        self._store.describe()
+        found = self._store.check(ttl_seconds=self.ttl_seconds)
         if self.bucket:
             BlobStore(self._s3, self.bucket).check()
+            found["bucket"] = f"{self.bucket}: reachable"
+        else:
+            found["bucket"] = "none given: values the projector offloads are read from " \
+                              "the journal instead"
+        return found
 
     # -- what every call is built from (read at each call: a with_allowlist clone shares
     # -- everything but its serde) --------------------------------------------------------
@@ -207,9 +220,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         tombstone read alongside), plus one S3 GET per offloaded value. Otherwise the
         namespace's journal is folded, with the views it has as a head start (I4).
         """
-        conf = config["configurable"]
-        thread_id: str = conf["thread_id"]
-        ns_name: str = conf.get("checkpoint_ns", "")
+        thread_id, ns_name, _ = _keys.from_config(config)
         checkpoint_id = get_checkpoint_id(config)
         reader = self._reader()
         if checkpoint_id:
@@ -246,11 +257,13 @@ class JournalSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Append a checkpoint event holding only the channels in ``new_versions``."""
-        conf = config["configurable"]
-        thread_id: str = conf["thread_id"]
-        ns_name: str = conf.get("checkpoint_ns", "")
-        parent_id: str | None = conf.get("checkpoint_id")
+        """Append a checkpoint event holding only the channels in ``new_versions``.
+
+        A retry of a put whose first attempt crashed or went unacknowledged, with the same
+        arguments, is accepted: it is planned again at the first attempt's time, which
+        makes the same items, so the existing ones stand (I1). Different content under
+        the same checkpoint id raises ConflictError."""
+        thread_id, ns_name, parent_id = _keys.from_config(config)
         parent = self._origins.recall((thread_id, ns_name, parent_id)) if parent_id else None
         if parent is not None:
             parent_origins, parent_chain = parent
@@ -259,11 +272,29 @@ class JournalSaver(BaseCheckpointSaver[str]):
             parent_chain = (
                 _read.chain_of(self._store, thread_id, ns_name, parent_id) if parent_id else None
             )
-        written = _write.checkpoint_write(
-            self._policy(), config, checkpoint, metadata, new_versions,
-            parent_origins=parent_origins, parent_chain=parent_chain, now=self._now(),
-        )
-        self._store.append(written.plan)
+
+        def plan(now: float) -> _write.CheckpointWrite:
+            return _write.checkpoint_write(
+                self._policy(), config, checkpoint, metadata, new_versions,
+                parent_origins=parent_origins, parent_chain=parent_chain, now=now,
+            )
+
+        written = plan(self._now())
+        try:
+            self._append_event(written.plan, thread_id)
+        except errors.ConflictError as e:
+            first = getattr(e, "written_at_ms", None)
+            if first is None:
+                raise
+            if parent is None and parent_id and self.ttl_seconds is not None:
+                # What the first attempt knew of its parent's values decides what a TTL
+                # re-carries: read the parent, as that attempt's process had.
+                self.get_tuple(config)
+                known = self._origins.recall((thread_id, ns_name, parent_id))
+                if known is not None:
+                    parent_origins, parent_chain = known
+            written = plan((first + 0.5) / 1000)  # the first attempt's time, to the ms
+            self._append_event(written.plan, thread_id)
         self._origins.remember(written.key, written.origins, written.chain_hash)
         return written.config
 
@@ -276,22 +307,45 @@ class JournalSaver(BaseCheckpointSaver[str]):
     ) -> None:
         """Append one writes event; LangGraph's dedup rules are applied when folding."""
         if writes:
-            self._store.append(_write.writes_write(
-                self._policy(), config, writes, task_id, task_path, now=self._now()))
+            self._append_event(_write.writes_write(
+                self._policy(), config, writes, task_id, task_path, now=self._now()),
+                _keys.from_config(config)[0])
+
+    def _append_event(self, plan: ItemPlan, thread_id: str) -> None:
+        """Store the items of one ``put`` or ``put_writes`` of ``thread_id``. A writer of
+        ``claim_write_ownership`` fences this (``_ownership.FencedWriter``)."""
+        self._store.append(plan)
 
     # -- deletes and copies ------------------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
-        """Hide the thread at once (tombstones), then delete its journal items."""
+        """Hide the thread at once (tombstones), then delete its items.
+
+        Linearizable against concurrent writers (I6b): a put that lands before the
+        tombstones is deleted; one in flight while they are written lands hidden, and the
+        sweep below deletes it (the projector deletes any that land later still, and the
+        tombstone outlives whatever it hides); one that starts after is a new history.
+        Deleting a thread also supersedes its write owner (``claim_write_ownership``)."""
         pk = _keys.thread_pk(thread_id)
         keys = self._store.keys(pk, "")  # one partition walk: journal, views, chunks, index
         now = self._now()
-        tombstones = [_maintenance.tombstone(self._hasher, pk, ns, now)
+        tombstones = [_maintenance.tombstone(self._hasher, pk, ns, now, self.ttl_seconds)
                       for ns in _keys.namespaces(sk for _, sk in keys)]
         for item in tombstones:
             self._store.put_plain(item)
         kept = {item["SK"]["S"] for item in tombstones}
         self._store.delete_keys([(p, s) for p, s in keys if s not in kept])
+        hiding = {_keys.parse_sk(t["SK"]["S"]).checkpoint_ns: int(t["written_at"]["N"])
+                  for t in tombstones}
+        for _ in range(_SWEEPS):
+            late = hidden_keys(self._store.summary(pk), hiding)
+            if not late:
+                break
+            self._store.delete_keys(late)
+        else:
+            raise errors.TransientError(
+                f"delete_thread({thread_id!r}): puts started before the delete kept landing "
+                f"through {_SWEEPS} sweeps; the thread is hidden; run delete_thread again")
         # Crypto-shredding: the thread's archived events become unreadable. After the
         # journal items, never before (the archiver's race rule, see _core.shred).
         from checkpoint_journal._core.shred import DynamoKeyStore
@@ -347,6 +401,30 @@ class JournalSaver(BaseCheckpointSaver[str]):
     def _append_all(self, plans: Sequence[ItemPlan]) -> None:
         for f in [self._pool.submit(self._store.append, p) for p in plans]:
             f.result()
+
+    # -- write ownership: a superseded worker cannot fork a thread (saver/_ownership.py) --
+
+    def claim_write_ownership(self, thread_id: str) -> JournalSaver:
+        """Take write ownership of ``thread_id``, superseding its current owner (one
+        PutItem), and return the writer to write it through.
+
+        The writer is a complete checkpointer (a shallow copy of this saver, sync and
+        async, for ``builder.compile(checkpointer=writer)``) whose ``put`` and
+        ``put_writes`` on ``thread_id`` are accepted only while it is the thread's
+        current owner: once another claim (or ``delete_thread``, which supersedes every
+        owner) has happened, they raise ``errors.StaleWriteOwnerError`` and store
+        nothing. ``writer.check_write_ownership()`` asks without writing. A fenced write
+        is one TransactWriteItems instead of one PutItem (twice the write capacity).
+        Reads need no ownership; the maintenance operations are not fenced; writing
+        another thread through the writer raises JournalError. This saver stays
+        unfenced.
+        """
+        from checkpoint_journal.saver import _ownership
+
+        return _ownership.claim(self, thread_id)
+
+    async def aclaim_write_ownership(self, thread_id: str) -> JournalSaver:
+        return await asyncio.to_thread(self.claim_write_ownership, thread_id)
 
     # -- versions --------------------------------------------------------------------------
 

@@ -97,9 +97,14 @@ def _by_metadata(
                 continue
             own = _keys.owner(vsk)
             assert own is not None
+            thread_id = _keys.thread_from_pk(pk)
             try:
-                tup = view_tuple(_keys.thread_from_pk(pk), own[0], decode_view(item),
-                                 reader.loader, reader.origins)
+                tup = view_tuple(thread_id, own[0], decode_view(item), reader.loader,
+                                 reader.origins)
             except BlobUnavailable:
-                continue
+                # S3 cannot serve a value: the checkpoint from its journal instead.
+                found = reader.by_id(thread_id, own[0], own[1])
+                if found is None:
+                    continue
+                tup = found
             yield from matching([tup], filter)

@@ -24,8 +24,11 @@ from checkpoint_journal._core.items import (
 )
 from checkpoint_journal.saver._write import Policy
 
-# Tombstones outlive the stream's 24-hour retention and Lambda's retries with margin.
+# A tombstone outlives the stream's 24-hour retention and Lambda's retries with margin,
+# and everything it hides: with a TTL, past the TTL of the latest item it can hide (one
+# written just before it); without one, it never expires (I6b).
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+TOMBSTONE_MARGIN_SECONDS = 24 * 3600
 # Checkpoints listed per removal marker: ~140 bytes each, well inside one item.
 REMOVED_PER_MARKER = 1000
 
@@ -33,18 +36,22 @@ Checkpoints = set[tuple[str, str]]
 """(namespace, checkpoint id) pairs."""
 
 
-def tombstone(hasher: _chain.Hasher, pk: str, ns_name: str, now: float) -> Item:
-    """The item that hides a namespace at once (I6); it outlives the stream's retention,
-    so a late stream record cannot resurrect what it hides."""
+def tombstone(hasher: _chain.Hasher, pk: str, ns_name: str, now: float,
+              ttl_seconds: int | None) -> Item:
+    """The item that hides a namespace at once (I6). It outlives the stream's retention,
+    so a late stream record cannot resurrect what it hides, and every item it hides (a
+    put in flight when it was written lands hidden: I6b), so nothing hidden reappears."""
     sk = _keys.tombstone_sk(ns_name)
     item = {
         "PK": {"S": pk},
         "SK": {"S": sk},
         "kind": {"S": _keys.KIND_TOMBSTONE},
         "written_at": {"N": str(int(now * 1000))},
-        "expires_at": {"N": str(int(now) + TOMBSTONE_TTL_SECONDS)},
         "hash": {"S": hasher.tombstone(pk, sk, int(now * 1000))},
     }
+    if ttl_seconds is not None:
+        life = max(TOMBSTONE_TTL_SECONDS, ttl_seconds + TOMBSTONE_MARGIN_SECONDS)
+        item["expires_at"] = {"N": str(int(now) + life)}
     if hasher.key_id is not None:
         item["hash_key_id"] = {"S": hasher.key_id}
     return item
@@ -202,3 +209,4 @@ def copy(policy: Policy, fold: Fold, target_thread_id: str, *, now: float) -> li
                     max_item_bytes=policy.max_item_bytes,
                 ))
     return plans
+

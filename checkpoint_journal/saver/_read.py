@@ -41,10 +41,12 @@ from checkpoint_journal._core.fold import (
     ViewCheckpoint,
     decode_view,
     fold_partition,
+    removed_ids,
     survey,
 )
 from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.store import DynamoJournalStore
+from checkpoint_journal.errors import CorruptRecordError, JournalError
 from checkpoint_journal.saver._values import BlobUnavailable, Loader, Origins
 
 # Items one checkpoint usually has in its namespace: its event, its view and a few
@@ -179,9 +181,11 @@ def next_step(sv: Survey, cid: str, *, exhausted: bool, now_s: float) -> Step:
     return Step.MORE
 
 
-def tail_answers(ns: Namespace, event: CheckpointEvent, *, whole: bool) -> bool:
-    """Whether a fold of part of the namespace answers ``event`` as the whole one would."""
-    return whole or ns.current_view(event.checkpoint_id) is not None or ns.resolvable(event)
+def tail_answers(ns: Namespace, event: CheckpointEvent) -> bool:
+    """Whether a fold of part of the namespace answers ``event`` as the whole one would
+    (and every channel of it has a value: otherwise the whole namespace's fold checks
+    why not)."""
+    return ns.current_view(event.checkpoint_id) is not None or ns.resolvable(event)
 
 
 def candidates(sv: Survey, *, below: str | None, only: str | None) -> list[str]:
@@ -257,6 +261,24 @@ class Reader:
     now: float
     _chunks: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
     """pk -> commit SK -> its chunk items, each record's read once per call."""
+    _removed: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """(thread, namespace) -> checkpoint ids its removal markers name, read on demand."""
+
+    def witnesses(self, thread_id: str, ns_name: str, sv: Survey, *, at_least: str = "") -> None:
+        """Raise CorruptRecordError if the items read witness a journal item gone without
+        a prune or delete_for_runs to explain it (I2b: never the older state it leaves
+        showing). The removal markers are read only when there is something to explain."""
+        found = sv.unexplained(at_least)
+        if not found:
+            return
+        removed = self._removed_ids(thread_id, ns_name)
+        for cid, what in sorted(found.items()):
+            if cid not in removed:
+                raise CorruptRecordError(
+                    f"thread {thread_id!r}, namespace {ns_name!r}, checkpoint {cid}: {what}. "
+                    "A journal item was deleted or altered outside the journal's operations "
+                    "(no delete_thread, prune or delete_for_runs removed it); nothing was "
+                    "read in its place. Run `checkpoint-journal verify` for a report.")
 
     def fold(self, thread_id: str, items: list[Item], *, use_views: bool) -> Fold:
         """Fold ``items`` with the chunks of their chunked records (read once per call:
@@ -271,6 +293,35 @@ class Reader:
                 known.setdefault(i["SK"]["S"], [])
         chunks = [c for i in items if "chunks" in i for c in known[i["SK"]["S"]]]
         return fold_partition(items + chunks, now_s=self.now, use_views=use_views)
+
+    def _removed_ids(self, thread_id: str, ns_name: str) -> set[str]:
+        key = (thread_id, ns_name)
+        if key not in self._removed:
+            pk = _keys.thread_pk(thread_id)
+            prefix = "R#" + _keys.ns_prefix(ns_name)[2:]
+            self._removed[key] = removed_ids(
+                i for page in self.store.pages(pk, prefix=prefix) for i in page)
+        return self._removed[key]
+
+    def ancestry(self, thread_id: str, ns_name: str, ns: Namespace, cid: str) -> None:
+        """A checkpoint a channel of which has no value in the whole namespace: fine if
+        its writer never stored one (a put without the channel in ``new_versions``), damage
+        if an ancestor that could hold it is gone without a removal to explain it (I2b:
+        never a checkpoint with a value silently missing)."""
+        parent = ns.checkpoints[cid].parent_checkpoint_id
+        seen: set[str] = set()
+        while parent and parent not in seen:
+            seen.add(parent)
+            event = ns.checkpoints.get(parent)
+            if event is None:
+                if parent in self._removed_ids(thread_id, ns_name):
+                    return
+                raise CorruptRecordError(
+                    f"thread {thread_id!r}, namespace {ns_name!r}, checkpoint {cid}: a "
+                    f"channel has no value, and its ancestor {parent} is gone without a "
+                    "prune or delete_for_runs to explain it: a journal item was deleted "
+                    "outside the journal's operations. Nothing was read in its place.")
+            parent = event.parent_checkpoint_id
 
     def latest(self, thread_id: str, ns_name: str) -> CheckpointTuple | None:
         """The newest visible checkpoint of a namespace: with the projector caught up, one
@@ -287,7 +338,9 @@ class Reader:
         items = [i for i in own if _keys.owner(i["SK"]["S"]) == (ns_name, cid)]
         if (t := tomb.result()) is not None:
             items.append(t)
-        if cid not in survey(items, now_s=self.now).get(ns_name, Survey()).events:
+        own_sv = survey(items, now_s=self.now).get(ns_name, Survey())
+        self.witnesses(thread_id, ns_name, own_sv, at_least=cid)
+        if cid not in own_sv.events:
             return None  # the event is not there (or not visible): no such checkpoint
         below = self.store.pages(pk, between=(_keys.ns_prefix(ns_name), sk), descending=True)
         window = Window(below, complete=False, items=items)
@@ -299,9 +352,8 @@ class Reader:
         """``list(config)`` of one thread: its namespace (every namespace when the config
         names none), or the one checkpoint the config names; ``limit`` only sizes the
         first page."""
-        conf = config["configurable"]
-        thread_id: str = conf["thread_id"]
-        ns_name: str | None = conf.get("checkpoint_ns")
+        thread_id = _keys.from_config(config)[0]
+        ns_name: str | None = config["configurable"].get("checkpoint_ns")
         cid = get_checkpoint_id(config)
         if ns_name is None:
             return self.thread(thread_id, before=before, only=cid, limit=limit)
@@ -394,6 +446,8 @@ class Reader:
                 if step is Step.MORE:
                     waiting = True
                     break
+                # Every item of cid and of the checkpoints above it has been read.
+                self.witnesses(thread_id, ns_name, sv, at_least=cid)
                 got = self._answer(thread_id, ns_name, window, sv, cid, step, tail)
                 if got is None:
                     # This checkpoint and the rest from the whole namespace's fold.
@@ -408,6 +462,7 @@ class Reader:
             if not waiting and only is not None and any(c < only for c in sv.events):
                 return  # read past it: it is not there (or not visible)
             if not window.more() and not waiting:
+                self.witnesses(thread_id, ns_name, sv)
                 return
 
     def _answer(
@@ -429,7 +484,7 @@ class Reader:
             event = ns.checkpoints.get(cid) if ns is not None else None
             if ns is None or event is None:
                 return SKIP
-            if not tail_answers(ns, event, whole=window.whole):
+            if not tail_answers(ns, event):
                 return None
             return fold_tuple(thread_id, ns_name, ns, event, self.loader, self.origins)
         except BlobUnavailable:
@@ -448,25 +503,48 @@ class Reader:
             pk = _keys.thread_pk(thread_id)
             items = [i for page in self.store.pages(pk, prefix=_keys.ns_prefix(ns_name))
                      for i in page]
+        self.witnesses(thread_id, ns_name, survey(items, now_s=self.now).get(ns_name, Survey()))
         ns = self.fold(thread_id, items, use_views=True).namespaces.get(ns_name)
         if ns is None:
             return
-        journal_only = False
+        with_views: Namespace | None = None  # set once S3 has failed: the journal alone
+        cause: JournalError | None = None
         for cid in sorted(ns.checkpoints, reverse=True):
             if (below is not None and cid >= below) or (only is not None and cid != only):
                 continue
+            if not ns.resolvable(ns.checkpoints[cid]):
+                self.ancestry(thread_id, ns_name, ns, cid)
             while True:
                 try:
+                    if with_views is not None and cause is not None:
+                        _journal_holds(ns, with_views, cid, cause)
                     tup = fold_tuple(thread_id, ns_name, ns, ns.checkpoints[cid], self.loader,
                                      self.origins)
                     break
-                except BlobUnavailable:
-                    if journal_only:
+                except BlobUnavailable as e:
+                    if with_views is not None:
                         raise AssertionError(
                             "unreachable: the journal-only fold needs no blob") from None
-                    journal_only = True
+                    cause, with_views = e.cause, ns
                     ns = self.fold(thread_id, items, use_views=False).namespaces[ns_name]
             yield tup
+
+
+def _journal_holds(journal: Namespace, with_views: Namespace, cid: str,
+                   cause: JournalError) -> None:
+    """Raise the S3 failure that sent the read to the journal (its class, naming S3, the
+    bucket and the key) if the journal no longer holds a value the views had for
+    ``cid`` (its journal item expired): never a checkpoint with a channel missing."""
+    event = journal.checkpoints.get(cid)
+    seen = with_views.checkpoints.get(cid)
+    if event is None or seen is None:
+        return
+    wanted = set(with_views.resolve(seen, seen.channel_versions))
+    missing = sorted(wanted - set(journal.resolve(event, event.channel_versions)))
+    if missing:
+        raise type(cause)(
+            f"checkpoint {cid}: channel(s) {', '.join(missing)} are held in S3 only, and "
+            f"{cause} (the journal's copy has expired). Nothing was read in its place.")
 
 
 class _Skip:

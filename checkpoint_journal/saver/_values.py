@@ -21,6 +21,7 @@ from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from checkpoint_journal import errors
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core.blobs import BlobStore
 from checkpoint_journal._core.fold import BlobRef, Value
@@ -39,7 +40,13 @@ Origin = tuple[Any, int]
 
 
 class BlobUnavailable(Exception):
-    """An offloaded value cannot be read; answer from the journal instead."""
+    """An offloaded value cannot be read (missing, damaged, S3 unreachable or timing out):
+    answer from the journal instead. ``cause`` says why, naming S3, the bucket and the
+    key; it is raised if the journal no longer holds the value either."""
+
+    def __init__(self, cause: errors.JournalError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class ByteCache:
@@ -161,13 +168,25 @@ class Loader:
         blobs = self._blobs
         if blobs is None:
             self._no_bucket()
-            raise BlobUnavailable()
+            raise BlobUnavailable(errors.NotConfiguredError(
+                f"a value is offloaded to S3 (key {next(iter(todo.values())).key!r}) and "
+                "this saver has no bucket: pass bucket= the stack's BucketName output"))
 
         def get(ref: BlobRef) -> tuple[str, bytes]:
-            body = blobs.get(ref.key, f"read offloaded value {ref.digest[:12]}")
-            if body is None:
-                raise BlobUnavailable()
-            return ref.digest, _blobs.unpack(body, ref.codec, ref.digest, ref.type)
+            where = f"S3 object {blobs.bucket}/{ref.key}"
+            try:
+                body = blobs.get(ref.key, f"read offloaded value {ref.digest[:12]}")
+                if body is None:
+                    raise errors.ObjectNotFoundError(f"{where} does not exist")
+                return ref.digest, _blobs.unpack(body, ref.codec, ref.digest, ref.type)
+            except errors.CorruptRecordError as e:
+                cause: errors.JournalError = errors.CorruptRecordError(
+                    f"{where} is damaged: {e}")
+            except errors.JournalError as e:  # missing, unreachable, timing out, denied
+                cause = e if blobs.bucket in str(e) else type(e)(f"{where}: {e}")
+            # Never the value's bytes in a log line: only where it is and why.
+            logger.warning("cannot use %s (%s); reading the journal instead", where, cause)
+            raise BlobUnavailable(cause)
 
         for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]
             self._cache.keep(digest, data)

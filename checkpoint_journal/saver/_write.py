@@ -93,11 +93,8 @@ def checkpoint_write(
     """The checkpoint event of a ``put``: the channels in ``new_versions``, plus those
     whose stored value is unknown (no ``parent_origins`` for them) or, with a TTL, too
     old to reference."""
-    conf = config["configurable"]
-    thread_id: str = conf["thread_id"]
-    ns_name: str = conf.get("checkpoint_ns", "")
-    parent_id: str | None = conf.get("checkpoint_id")
-    cid = checkpoint["id"]
+    thread_id, ns_name, parent_id = _keys.from_config(config)
+    cid = _keys.new_checkpoint_id(checkpoint.get("id"))
     pk = _keys.thread_pk(thread_id)
     sk = _keys.checkpoint_sk(ns_name, cid)
     now_ms = int(now * 1000)
@@ -178,10 +175,11 @@ def writes_write(
 ) -> ItemPlan:
     """The writes event of a ``put_writes``: every write as given, with its LangGraph
     index; the dedup rules are the fold's (first regular write wins, last special one)."""
-    conf = config["configurable"]
-    thread_id: str = conf["thread_id"]
-    ns_name: str = conf.get("checkpoint_ns", "")
-    cid: str = conf["checkpoint_id"]
+    thread_id, ns_name, cid = _keys.from_config(config)
+    if cid is None:
+        raise errors.InvalidKeyError(
+            "put_writes needs the config of the checkpoint the writes belong to (with "
+            "its checkpoint_id), as returned by put")
     now_ms = int(now * 1000)
     pk = _keys.thread_pk(thread_id)
     sk = _keys.writes_sk(ns_name, cid, task_id, uniq(now_ms))

@@ -16,7 +16,9 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -293,6 +295,10 @@ class Archiver:
     keys: _shred.ArchiveKeyStore
     inline_limit: int = DEFAULT_INLINE_LIMIT_BYTES
     cache: _shred.KeyCache = field(default_factory=_shred.KeyCache)
+    lock_mode: str | None = None
+    """Object Lock mode each file is put with (GOVERNANCE or COMPLIANCE), or None."""
+    retention_days: int = 0
+    clock: Callable[[], float] = time.time
 
     def seal(self, records: Sequence[ArchiveRecord]) -> SealedBatch:
         """The records sealed, each under its thread's key: cached, read, or created.
@@ -329,6 +335,15 @@ class Archiver:
             events = {t: [(r["pk"], r["sk"]) for r in records
                           if r["thread_id"] == t and needs_key(r)] for t in created}
             exist = self.keys.existing([e for mine in events.values() for e in mine])
+            # An event hidden by its namespace's tombstone (a put that landed after
+            # delete_thread returned, before the projector swept it) is as good as gone:
+            # the new key must not make a deleted thread's event readable (I6b).
+            tomb = {r["sk"]: (r["pk"], _keys.tombstone_sk(r["checkpoint_ns"])) for r in records
+                    if r["thread_id"] in created and needs_key(r)}
+            times = self.keys.tombstone_times(sorted(set(tomb.values())))
+            exist -= {(r["pk"], r["sk"]) for r in records
+                      if r["sk"] in tomb and tomb[r["sk"]] in times
+                      and (r.get("written_at") or 0) <= times[tomb[r["sk"]]]}
             for thread in sorted(created):
                 mine = events[thread]
                 gone = {e for e in mine if e not in exist}
@@ -362,16 +377,25 @@ class Archiver:
             return Written(None, 0, 0, planned.skipped, 0)
         sealed = self.seal(planned.records)
         body = container(sealed.records, key=key, stream_arn=planned.stream_arn)
-        # One PutObject: the file exists whole or not at all, and the same batch always
-        # makes the same key and bytes, so a retry overwrites.
+        # One PutObject: the file exists whole or not at all. It is never overwritten
+        # (If-None-Match; the bucket policy refuses a put without it): the same batch
+        # always makes the same key, so a retry that finds the file is done.
+        put: dict[str, Any] = {
+            "Bucket": self.bucket, "Key": key, "Body": body, "ContentType": "application/avro",
+            "Metadata": {"records": str(len(planned.records))}, "IfNoneMatch": "*",
+        }
+        if self.lock_mode:
+            # A day more than asked: the bucket policy counts whole days from the put.
+            until = self.clock() + (self.retention_days + 1) * 86_400
+            put["ObjectLockMode"] = self.lock_mode
+            put["ObjectLockRetainUntilDate"] = datetime.fromtimestamp(until, timezone.utc)
         try:
-            aws.call(lambda: self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=body,
-                ContentType="application/avro",
-                Metadata={"records": str(len(planned.records))},
-            ), service=aws.S3, resource=f"{self.bucket}/{key}",
-                what=f"write the archive file of a {len(records)}-record batch",
-                denied_hint=f"The archiver's role needs s3:PutObject on {self.bucket}/{PREFIX}*.")
+            aws.call(lambda: self.s3.put_object(**put), service=aws.S3,
+                     resource=f"{self.bucket}/{key}",
+                     what=f"write the archive file of a {len(records)}-record batch",
+                     denied_hint=f"The archiver's role needs s3:PutObject on {self.bucket}/{PREFIX}*.")
+        except aws.ConditionFailed:
+            pass  # an earlier attempt of this batch wrote the file
         except BucketNotFoundError as e:
             raise BucketNotFoundError(
                 f"archive bucket {self.bucket!r} does not exist: check the function's BUCKET_NAME"

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 from checkpoint_journal import errors
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.fold import Namespace, fold_partition, survey
+from checkpoint_journal._core.fold import (
+    Namespace,
+    fold_partition,
+    hidden_keys,
+    removed_ids,
+    survey,
+)
 from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
@@ -238,8 +244,13 @@ class Projector:
 
         # Views and index entries of checkpoints that are gone (pruned, deleted, hidden
         # by a tombstone, expired): removed, so nothing resurrects them (I6).
-        doomed = [(pk, i["SK"]["S"]) for cid, i in stored_views.items()
-                  if cid not in ns.checkpoints]
+        gone = {cid: i for cid, i in stored_views.items() if cid not in ns.checkpoints}
+        doomed = [(pk, i["SK"]["S"]) for cid, i in self._explained(
+            thread_id, ns_name, ns, gone, now).items()]
+        if ns.tombstone_ms:
+            # A put in flight during delete_thread lands hidden by the tombstone: deleted
+            # here, so no hidden item stays in clear (I6b).
+            doomed += hidden_keys(items, {ns_name: ns.tombstone_ms})
         if bell.removal or bell.tombstone or doomed:
             visible = set(ns.checkpoints)
             for sk in self.store.keys(pk, "I#" + _keys.ns_prefix(ns_name)[2:]):
@@ -267,6 +278,35 @@ class Projector:
         elif self._put_head(head):
             stats.bytes_written += item_size(head)
         return stats
+
+    def _explained(self, thread_id: str, ns_name: str, ns: Namespace,
+                   gone: dict[str, Item], now: float) -> dict[str, Item]:
+        """The views among ``gone`` (views whose checkpoint is not visible) that a
+        legitimate removal explains: expired, hidden by a tombstone, or named by a
+        removal marker (prune, delete_for_runs). The others stay: a view whose event
+        vanished otherwise is the witness that makes reads refuse rather than show the
+        checkpoint before it (I2b); ``verify`` reports it."""
+        out: dict[str, Item] = {}
+        unexplained: dict[str, Item] = {}
+        for cid, item in gone.items():
+            exp = item.get("expires_at")
+            written = int(item.get("written_at", {}).get("N", "0"))
+            if (exp is not None and int(exp["N"]) <= now) or written <= ns.tombstone_ms:
+                out[cid] = item
+            else:
+                unexplained[cid] = item
+        if unexplained:
+            prefix = "R#" + _keys.ns_prefix(ns_name)[2:]
+            removed = removed_ids(i for page in self.store.pages(
+                _keys.thread_pk(thread_id), prefix=prefix) for i in page)
+            for cid, item in unexplained.items():
+                if cid in removed:
+                    out[cid] = item
+                else:
+                    logger.error("thread namespace %r: checkpoint %s is gone but no removal "
+                                 "explains it; keeping its view as the witness (run "
+                                 "`checkpoint-journal verify`)", ns_name, cid)
+        return out
 
     def project_all(self, bells: Iterable[Doorbell]) -> Stats:
         """Project each namespace once, merging what several records ask for."""

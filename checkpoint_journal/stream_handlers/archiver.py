@@ -59,6 +59,8 @@ def make_archiver(env: Mapping[str, str]) -> Archiver:
     return Archiver(
         s3=s3, bucket=bucket, keys=DynamoKeyStore(ddb, table),
         inline_limit=int(env.get("ARCHIVE_INLINE_LIMIT_BYTES") or DEFAULT_INLINE_LIMIT_BYTES),
+        lock_mode=env.get("ARCHIVE_OBJECT_LOCK_MODE") or None,
+        retention_days=int(env.get("ARCHIVE_RETENTION_DAYS") or 0),
     )
 
 

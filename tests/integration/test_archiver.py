@@ -263,7 +263,7 @@ def test_a_chunked_record_is_archived_by_reference(deployment: LocalDeployment) 
     assert len(mine) == sum(1 for i in items if i["kind"]["S"] in ("C", "W"))
 
 
-def test_a_retried_batch_overwrites_its_file(deployment: LocalDeployment) -> None:
+def test_a_retried_batch_leaves_its_locked_file_as_written(deployment: LocalDeployment) -> None:
     thread = f"arc-retry-{uuid.uuid4()}"
     with spying(deployment) as spy, deployment.saver() as saver:
         build_chat(saver).invoke({"messages": ["x"]}, {"configurable": {"thread_id": thread}})
@@ -272,10 +272,20 @@ def test_a_retried_batch_overwrites_its_file(deployment: LocalDeployment) -> Non
                         for r in e["Records"]))
     before = archive_keys(deployment)
     handle = make_handler(function_env(deployment))
-    # Lambda retrying the batch, twice: the same key, the same bytes (ETag), no new file.
+    # Lambda retrying the batch, twice: the same key, never overwritten (If-None-Match),
+    # no new file and no new version of it.
     first, second = handle(json.loads(json.dumps(event)), None), handle(event, None)
     assert first == second and first["key"] in spy.keys
     assert archive_keys(deployment) == before
+    s3 = deployment.client("s3")
+    versions = s3.list_object_versions(Bucket=deployment.bucket, Prefix=first["key"])
+    assert len(versions.get("Versions", [])) == 1
+    # Under the Object Lock the template's parameters ask for.
+    head = s3.head_object(Bucket=deployment.bucket, Key=first["key"])
+    env = function_env(deployment)
+    assert head["ObjectLockMode"] == env["ARCHIVE_OBJECT_LOCK_MODE"]
+    days = (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.timezone.utc)).days
+    assert days >= int(env["ARCHIVE_RETENTION_DAYS"])
 
 
 def test_s3_unavailable_fails_the_whole_batch_and_leaves_nothing(

@@ -92,7 +92,7 @@ def test_demo_fork_and_storage(demo: tuple[DemoResult, list[str]]) -> None:
     verify_at = next(i for i, line in enumerate(audit) if "$ checkpoint-journal verify" in line)
     history_at = next(i for i, line in enumerate(audit) if "$ checkpoint-journal history" in line)
     assert verify_at < history_at
-    assert any("intact: every hash recomputes" in line for line in audit[verify_at:history_at])
+    assert any("intact: every seal holds, every hash recomputes" in line for line in audit[verify_at:history_at])
     assert result.elapsed_seconds < 30
     assert lines[-1].startswith("Demo finished in ")
 

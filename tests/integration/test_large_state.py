@@ -82,6 +82,7 @@ def test_chunks_without_commit_are_invisible(deployment: LocalDeployment) -> Non
     previous state: the chunks are invisible (I2)."""
     from checkpoint_journal import schemas
     from checkpoint_journal._core import keys as _keys
+    from checkpoint_journal._core import seal as _seal
     from checkpoint_journal._core.items import plan_items
 
     thread = f"torn-{uuid.uuid4()}"
@@ -111,14 +112,14 @@ def test_chunks_without_commit_are_invisible(deployment: LocalDeployment) -> Non
         assert len(plan.chunks) >= 3
         ddb = deployment.client("dynamodb")
         for chunk in plan.chunks:
-            ddb.put_item(TableName=deployment.table_name, Item=chunk)
+            ddb.put_item(TableName=deployment.table_name, Item=_seal.sealed(chunk))
 
         tup = saver.get_tuple(config)
         assert tup is not None and tup.config == first
         assert tup.checkpoint["channel_values"] == {"x": "before"}
         assert [t.config for t in saver.list(config)] == [first]
         # The same plan completed by its commit becomes visible.
-        ddb.put_item(TableName=deployment.table_name, Item=plan.commit)
+        ddb.put_item(TableName=deployment.table_name, Item=_seal.sealed(plan.commit))
         latest = saver.get_tuple(config)
         assert latest is not None
         assert latest.config["configurable"]["checkpoint_id"] == torn["id"]

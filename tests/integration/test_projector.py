@@ -197,7 +197,7 @@ def projector_items(dep: LocalDeployment, thread: str) -> dict[str, Any]:
         if kind == "V":
             out[sk] = (decode_view(item), {k: v for k, v in item.items() if k != "body"})
         elif kind in ("I", "H"):
-            out[sk] = {k: v for k, v in item.items() if k != "pa"}
+            out[sk] = {k: v for k, v in item.items() if k not in ("pa", "seal")}  # the seal covers pa
     return out
 
 

@@ -237,7 +237,8 @@ def machine_deployment(request: pytest.FixtureRequest) -> Iterator[LocalDeployme
 
 
 @pytest.mark.parametrize(
-    ("machine_deployment", "examples"), [("moto", 30), ("dynamodb-local", 8)],
+    # moto's examples cost ~4 s each (its table operations slow down as it fills).
+    ("machine_deployment", "examples"), [("moto", 15), ("dynamodb-local", 10)],
     indirect=["machine_deployment"],
 )
 def test_projector_under_faults_matches_the_reference(

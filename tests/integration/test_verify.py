@@ -23,6 +23,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from checkpoint_journal import schemas
 from checkpoint_journal._core import chain as _chain
 from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core import seal as _seal
 from checkpoint_journal.local import LocalDeployment
 from tests.integration import cli_runner
 from tests.integration.graphs import build_approval, build_chat
@@ -86,7 +87,9 @@ def _item(dep: LocalDeployment, thread: str, sk: str) -> dict[str, Any]:
 
 
 def _put(dep: LocalDeployment, item: dict[str, Any]) -> None:
-    dep.client("dynamodb").put_item(TableName=dep.table_name, Item=item)
+    """Write an item the way an attacker who knows the format would: with its seal
+    recomputed (seals are keyless; what catches these is the hash chain)."""
+    dep.client("dynamodb").put_item(TableName=dep.table_name, Item=_seal.sealed(item))
 
 
 def _record(item: dict[str, Any], record: str = schemas.RECORD_CHECKPOINT) -> dict[str, Any]:
@@ -261,8 +264,9 @@ def test_misplaced_event_is_detected(dep: LocalDeployment, cli: Any, key_file: s
     item = _item(dep, thread, _keys.checkpoint_sk("", ids[1]))
     copy = {**item, "SK": {"S": _keys.checkpoint_sk("", ids[-1][:-12] + "eeeeeeeeeeee")}}
     _put(dep, copy)
+    dep.drain(timeout=30)  # the projector's answer to the copy, before verify reads
     r = _verify(cli, thread, "--chain-key-file", key_file, "--no-archive")
-    assert r.code == 4 and [p for p, _ in r.problems()] == ["misplaced"]
+    assert r.code == 4 and [p for p, _ in r.problems()] == ["misplaced"], r.out
 
 
 # -- the projector's views -------------------------------------------------------------
@@ -517,7 +521,10 @@ def test_leaf_removed_from_the_table_is_found_in_the_archive(dep: LocalDeploymen
     dep.client("dynamodb").delete_item(
         TableName=dep.table_name,
         Key={"PK": {"S": _keys.thread_pk(thread)}, "SK": {"S": _keys.checkpoint_sk("", ids[-1])}})
-    assert _verify(cli, thread, "--chain-key-file", key_file, "--no-archive").code == 0
+    # Its view, left behind, witnesses it in the table alone...
+    table_only = _verify(cli, thread, "--chain-key-file", key_file, "--no-archive")
+    assert table_only.code == 4 and ("removed", ids[-1]) in table_only.problems()
+    # ... and the archive holds it.
     r = _verify(cli, thread, "--chain-key-file", key_file)
     assert r.code == 4 and ("removed", ids[-1]) in r.problems()
     assert "archived checkpoint missing from the table" in r.out
@@ -552,7 +559,10 @@ def test_removed_archive_file_is_detected(dep: LocalDeployment, cli: Any, key_fi
         dep.client("s3").delete_object(Bucket=dep.bucket, Key=key)
     # Not yet a problem: for all verify knows, the archiver is behind.
     r = _verify(cli, thread, "--chain-key-file", key_file)
-    assert r.code == 0 and r.json()["checked"]["checkpoints not archived yet"] == len(ids)
+    assert r.code == 5 and r.json()["outcome"] == "pending" and not r.problems()
+    assert r.json()["checked"]["checkpoints not archived yet"] == len(ids)
+    text = cli("verify", "--thread", thread, "--chain-key-file", key_file)
+    assert text.code == 5 and "pending: " in text.out and "problem(s)" not in text.out
     # The thread goes on: the archive now holds later checkpoints of it.
     with dep.saver(chain_key=KEY) as saver:
         build_chat(saver).invoke({"messages": ["later"]}, {"configurable": {"thread_id": thread}})
@@ -601,7 +611,7 @@ def test_forged_tombstone_does_not_excuse_a_deletion(dep: LocalDeployment, cli: 
                     Key={"PK": {"S": pk}, "SK": {"S": _keys.checkpoint_sk("", ids[2])}})
     sk = _keys.tombstone_sk("")
     now_ms = int(time.time() * 1000)
-    ddb.put_item(TableName=dep.table_name, Item={
+    _put(dep, {
         "PK": {"S": pk}, "SK": {"S": sk}, "kind": {"S": "X"}, "written_at": {"N": str(now_ms)},
         "hash": {"S": _chain.Hasher(None).tombstone(pk, sk, now_ms)}})
     dep.drain(timeout=30)

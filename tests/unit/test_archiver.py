@@ -436,6 +436,7 @@ class FakeKeys:
     def __init__(self) -> None:
         self.keys: dict[str, _shred.ThreadKey] = {}
         self.items: set[tuple[str, str]] = set()
+        self.tombstones: dict[tuple[str, str], int] = {}
         self.before_create: Any = None
         self.calls: list[str] = []
 
@@ -465,6 +466,9 @@ class FakeKeys:
     def existing(self, keys: Any) -> set[tuple[str, str]]:
         self.calls.append("existing")
         return {k for k in keys if k in self.items}
+
+    def tombstone_times(self, keys: Any) -> dict[tuple[str, str], int]:
+        return {k: self.tombstones[k] for k in keys if k in self.tombstones}
 
     def delete_thread(self, thread_id: str) -> None:
         """What the saver's delete_thread does: journal items first, the key last."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from checkpoint_journal import schemas
+from checkpoint_journal.errors import CorruptRecordError
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import fold_partition
 from checkpoint_journal._core.items import Item, plan_items
@@ -82,11 +85,18 @@ def test_chunked_record_needs_every_chunk_and_a_matching_digest() -> None:
     assert len(items) > 2
     full = fold_partition(items, now_s=0).namespaces[""]
     assert full.resolve(full.checkpoints["c1"], {"a": "1"})["a"].value == ("bytes", big)
-    assert "" not in fold_partition(items[1:], now_s=0).namespaces  # a chunk missing
-    assert "" not in fold_partition(items[-1:], now_s=0).namespaces  # commit alone
+    # Chunks without their commit are invisible (a put that crashed before its commit).
+    assert "" not in fold_partition(items[:-1], now_s=0).namespaces
+    # A commit is written after every chunk: a missing or altered chunk is damage, and
+    # the fold raises naming the record rather than showing the state before it (I2b).
+    with pytest.raises(CorruptRecordError, match=r"J##c1.*1 are missing.*P##c1#00000"):
+        fold_partition(items[1:], now_s=0)
+    with pytest.raises(CorruptRecordError, match="missing"):
+        fold_partition(items[-1:], now_s=0)  # commit alone
     tampered = [dict(i) for i in items]
     tampered[0] = {**tampered[0], "body": {"B": b"\0" + tampered[0]["body"]["B"][1:]}}
-    assert "" not in fold_partition(tampered, now_s=0).namespaces
+    with pytest.raises(CorruptRecordError, match="do not reassemble to the digest"):
+        fold_partition(tampered, now_s=0)
 
 
 def test_pending_writes_follow_langgraphs_rules() -> None:

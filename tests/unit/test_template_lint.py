@@ -26,6 +26,7 @@ from cfnlint.rules import Match
 from samtranslator.translator.transform import transform
 
 from checkpoint_journal.local._cfn import load_template
+from tests.unit.test_template import resolve
 
 TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "us-east-1"
@@ -237,6 +238,9 @@ def _key(value: Any) -> str:
 
 TABLE = {"Fn::GetAtt": ["JournalTable", "Arn"]}
 TABLE_INDEXES = {"Fn::Sub": "${JournalTable.Arn}/index/*"}
+RUN_INDEX = {"Fn::Sub": "${JournalTable.Arn}/index/RunIndex"}
+THREAD_INDEX = {"Fn::Sub": "${JournalTable.Arn}/index/ThreadIndex"}
+META_INDEX = {"Fn::Sub": "${JournalTable.Arn}/index/MetaIndex"}
 TABLE_STREAM = {"Fn::GetAtt": ["JournalTable", "StreamArn"]}
 BUCKET = {"Fn::GetAtt": ["BlobBucket", "Arn"]}
 BLOBS = {"Fn::Sub": "${BlobBucket.Arn}/blobs/*"}
@@ -244,13 +248,22 @@ CHAIN_KEY = {"Ref": "ChainKeySecret"}
 FAILURE_QUEUE = {"Fn::GetAtt": ["ProjectorFailureQueue", "Arn"]}
 PROJECTOR_LOGS = {"Fn::GetAtt": ["ProjectorLogGroup", "Arn"]}
 ARCHIVE = {"Fn::Sub": "${BlobBucket.Arn}/archive/*"}
+# Every request must name its partition keys: ForAllValues over none would hold.
+KEYS_NAMED = {"Null": {"dynamodb:LeadingKeys": "false"}}
+# Thread partitions only (the projector; the agent's, with its TenantPrefix).
+THREAD_ITEMS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["T#*"]}, **KEYS_NAMED}
+AGENT_THREAD_ITEMS = {
+    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [{"Fn::Sub": "T#${TenantPrefix}*"}]},
+    **KEYS_NAMED,
+}
 # The archiver's two table grants: its archive keys (K# partitions only), and whether
-# journal events exist (T# partitions, keys only).
-KEY_ITEMS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["K#*"]}}
+# journal events exist (T# partitions, keys only). The agent may delete archive keys.
+KEY_ITEMS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["K#*"]}, **KEYS_NAMED}
 EVENT_KEYS_ONLY = {
     "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["T#*"]},
-    "ForAllValues:StringEquals": {"dynamodb:Attributes": ["PK", "SK"]},
+    "ForAllValues:StringEquals": {"dynamodb:Attributes": ["PK", "SK", "written_at"]},
     "StringEqualsIfExists": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+    "Null": {"dynamodb:LeadingKeys": "false", "dynamodb:Attributes": "false"},
 }
 ARCHIVER_FAILURE_QUEUE = {"Fn::GetAtt": ["ArchiverFailureQueue", "Arn"]}
 ARCHIVER_LOGS = {"Fn::GetAtt": ["ArchiverLogGroup", "Arn"]}
@@ -297,42 +310,73 @@ def _forbidden_for_everyone(grants: Grants, problems: list[str]) -> None:
         problems.append("dynamodb:Scan granted")
 
 
-AGENT_GRANTS: Grants = {
-    (_key(TABLE), _key(None)): {
+# A tenant-scoped agent (TenantPrefix set) gets neither the cross-thread indexes nor the
+# bucket listing; everything else is the same, its thread partitions narrowed by the
+# prefix inside AGENT_THREAD_ITEMS.
+TENANT_AGENT_GRANTS: Grants = {
+    (_key(TABLE), _key(AGENT_THREAD_ITEMS)): {
         "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
         "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
         "dynamodb:BatchWriteItem",
         "dynamodb:DeleteItem",
-        "dynamodb:DescribeTable",
         "dynamodb:ConditionCheckItem",
     },
-    (_key(TABLE_INDEXES), _key(None)): {"dynamodb:Query"},
+    # delete_thread's crypto-shredding: destroy the thread's archive key, nothing else.
+    (_key(TABLE), _key(KEY_ITEMS)): {"dynamodb:DeleteItem"},
+    (_key(TABLE), _key(None)): {"dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"},
+    (_key(RUN_INDEX), _key(None)): {"dynamodb:Query"},
     (_key(BLOBS), _key(None)): {"s3:GetObject"},
-    (_key(BUCKET), _key(None)): {"s3:ListBucket"},
     (_key(CHAIN_KEY), _key(None)): {"secretsmanager:GetSecretValue"},
 }
+AGENT_GRANTS: Grants = {
+    **TENANT_AGENT_GRANTS,
+    (_key(THREAD_INDEX), _key(None)): {"dynamodb:Query"},
+    (_key(META_INDEX), _key(None)): {"dynamodb:Query"},
+    (_key(BUCKET), _key(None)): {"s3:ListBucket"},
+}
+_AGENT_ITEM_ACTIONS = {"dynamodb:getitem", "dynamodb:batchgetitem", "dynamodb:query",
+                       "dynamodb:putitem", "dynamodb:batchwriteitem", "dynamodb:deleteitem",
+                       "dynamodb:updateitem", "dynamodb:conditioncheckitem"}
 
 
 def _agent_policy_problems(transformed: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    policy = transformed["Resources"]["AgentPolicy"]
+    for tenant, expected in (("", AGENT_GRANTS), ("acme:", TENANT_AGENT_GRANTS)):
+        problems += _agent_policy_problems_with(transformed, tenant, expected)
+    return problems
+
+
+def _agent_policy_problems_with(transformed: dict[str, Any], tenant: str,
+                                expected: Grants) -> list[str]:
+    problems: list[str] = []
+    resolved = resolve(transformed, {"TenantPrefix": tenant}, only_conditions=True)
+    policy = resolved["Resources"]["AgentPolicy"]
     if policy["Type"] != "AWS::IAM::ManagedPolicy":
         problems.append(f"AgentPolicy is a {policy['Type']}")
     grants = _grants(_policy_statements(policy), problems)
+    # Item actions on the table only with a LeadingKeys prefix (T# or K#) that requests
+    # must name (issue 11: no write to another partition, no vacuous ForAllValues).
+    for (resource, condition), granted in grants.items():
+        items = sorted(a for a in granted if a.lower() in _AGENT_ITEM_ACTIONS)
+        if resource != _key(TABLE):
+            continue  # an index: its partition key names no thread (see RunIndexQuery)
+        if items and json.loads(condition) not in (AGENT_THREAD_ITEMS, KEY_ITEMS):
+            problems.append(f"agent item actions {items} on {resource} under {condition}")
     _forbidden_for_everyone(grants, problems)
     # DESIGN I7: the agent reads S3 but never writes or deletes there.
     actions = {a.lower() for granted in grants.values() for a in granted}
     writes = sorted(a for a in actions if a.startswith(("s3:put", "s3:delete", "s3:restore")))
     if writes:
         problems.append(f"agent may write or delete in S3: {writes}")
-    agent_resources = {_key(r) for r in (TABLE, TABLE_INDEXES, BLOBS, BUCKET, CHAIN_KEY)}
+    agent_resources = {_key(r) for r in (TABLE, RUN_INDEX, THREAD_INDEX, META_INDEX, BLOBS,
+                                         BUCKET, CHAIN_KEY)}
     for resource, _ in grants:
         if resource not in agent_resources:
             problems.append(f"agent granted access to {resource}")
-    if grants != AGENT_GRANTS:
-        problems.append(f"agent grants changed: {grants}")
+    if grants != expected:
+        problems.append(f"agent grants changed (TenantPrefix {tenant!r}): {grants}")
     return problems
 
 
@@ -407,7 +451,7 @@ def _auditor_reads_everything(t: dict[str, Any]) -> None:
 
 
 PROJECTOR_GRANTS: Grants = {
-    (_key(TABLE), _key(None)): {
+    (_key(TABLE), _key(THREAD_ITEMS)): {
         "dynamodb:GetItem",
         "dynamodb:Query",
         "dynamodb:PutItem",
@@ -523,7 +567,8 @@ ARCHIVER_GRANTS: Grants = {
         "dynamodb:DeleteItem",
     },
     (_key(TABLE), _key(EVENT_KEYS_ONLY)): {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
-    (_key(ARCHIVE), _key(None)): {"s3:PutObject"},
+    # New, locked files only: BlobBucketPolicy refuses an overwrite or an unlocked put.
+    (_key(ARCHIVE), _key(None)): {"s3:PutObject", "s3:PutObjectRetention"},
     (_key(ARCHIVER_FAILURE_QUEUE), _key(None)): {"sqs:SendMessage"},
     (_key(ARCHIVER_LOGS), _key(None)): {"logs:CreateLogStream", "logs:PutLogEvents"},
 }
@@ -557,16 +602,18 @@ def _archiver_role_problems(transformed: dict[str, Any]) -> list[str]:
         elif leading == ["T#*"]:
             attributes = cond.get("ForAllValues:StringEquals", {}).get("dynamodb:Attributes")
             select = cond.get("StringEqualsIfExists", {}).get("dynamodb:Select")
-            if not (set(attributes or ["*"]) <= {"PK", "SK"} and select == "SPECIFIC_ATTRIBUTES"):
+            if not (set(attributes or ["*"]) <= {"PK", "SK", "written_at"} and select == "SPECIFIC_ATTRIBUTES"):
                 problems.append(f"archiver may read journal items' content: {condition}")
             if set(table_actions) - {"dynamodb:GetItem", "dynamodb:BatchGetItem"}:
                 problems.append(f"archiver may do more than read journal keys: {table_actions}")
         else:
             problems.append(f"archiver may use the table beyond its keys: {table_actions} "
                             f"({condition})")
-    # An audit trail writer appends: no reads, lists, deletes or tag changes in S3.
+    # An audit trail writer appends: no reads, lists, deletes, tag changes or lock
+    # bypasses in S3. PutObjectRetention: the Object Lock headers of its own puts.
     actions = {a.lower() for granted in grants.values() for a in granted}
-    s3_actions = sorted(a for a in actions if a.startswith("s3:") and a != "s3:putobject")
+    s3_actions = sorted(a for a in actions if a.startswith("s3:")
+                        and a not in ("s3:putobject", "s3:putobjectretention"))
     if s3_actions:
         problems.append(f"archiver may do more than put objects: {s3_actions}")
     return problems
@@ -679,7 +726,8 @@ def _archiver_queries_table(t: dict[str, Any]) -> None:
 
 
 def _agent_scan(t: dict[str, Any]) -> None:
-    _statement(t, "AgentPolicy", "JournalTableItems")["Action"].append("dynamodb:Scan")
+    _statement(t, "AgentPolicy", "DescribeTable")["Action"] = [
+        "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive", "dynamodb:Scan"]
 
 
 def _agent_put_blob(t: dict[str, Any]) -> None:
@@ -687,9 +735,46 @@ def _agent_put_blob(t: dict[str, Any]) -> None:
 
 
 def _agent_any_table(t: dict[str, Any]) -> None:
-    _statement(t, "AgentPolicy", "JournalTableIndexQuery")["Resource"] = {
+    _statement(t, "AgentPolicy", "RunIndexQuery")["Resource"] = {
         "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"
     }
+
+
+def _agent_unconditioned_writes(t: dict[str, Any]) -> None:
+    del _statement(t, "AgentPolicy", "ThreadItems")["Condition"]
+
+
+def _agent_vacuous_leading_keys(t: dict[str, Any]) -> None:
+    del _statement(t, "AgentPolicy", "ThreadItems")["Condition"]["Null"]
+
+
+def _agent_any_partition(t: dict[str, Any]) -> None:
+    _statement(t, "AgentPolicy", "ThreadItems")["Condition"]["ForAllValues:StringLike"][
+        "dynamodb:LeadingKeys"] = ["*"]
+
+
+def _agent_creates_archive_keys(t: dict[str, Any]) -> None:
+    _statement(t, "AgentPolicy", "DestroyArchiveKeys")["Action"] = [
+        "dynamodb:DeleteItem", "dynamodb:PutItem"]
+
+
+def _agent_updates_items(t: dict[str, Any]) -> None:
+    _statement(t, "AgentPolicy", "ThreadItems")["Action"].append("dynamodb:UpdateItem")
+
+
+def _agent_tenant_lists_everything(t: dict[str, Any]) -> None:
+    statements = t["Resources"]["AgentPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    t["Resources"]["AgentPolicy"]["Properties"]["PolicyDocument"]["Statement"] = [
+        s["Fn::If"][2] if "Fn::If" in s else s for s in statements]
+
+
+def _projector_any_partition(t: dict[str, Any]) -> None:
+    del _statement(t, "ProjectorRole", "JournalTableItems")["Condition"]
+
+
+def _archiver_bypasses_lock(t: dict[str, Any]) -> None:
+    _statement(t, "ArchiverRole", "WriteArchive")["Action"].append(
+        "s3:BypassGovernanceRetention")
 
 
 @pytest.mark.parametrize(
@@ -720,6 +805,14 @@ def _agent_any_table(t: dict[str, Any]) -> None:
         (_agent_scan, _agent_policy_problems),
         (_agent_put_blob, _agent_policy_problems),
         (_agent_any_table, _agent_policy_problems),
+        (_agent_unconditioned_writes, _agent_policy_problems),
+        (_agent_vacuous_leading_keys, _agent_policy_problems),
+        (_agent_any_partition, _agent_policy_problems),
+        (_agent_creates_archive_keys, _agent_policy_problems),
+        (_agent_updates_items, _agent_policy_problems),
+        (_agent_tenant_lists_everything, _agent_policy_problems),
+        (_projector_any_partition, _projector_role_problems),
+        (_archiver_bypasses_lock, _archiver_role_problems),
     ],
     ids=lambda f: getattr(f, "__name__", "").strip("_"),
 )
@@ -904,6 +997,9 @@ def test_archiver_function_contract(transformed: dict[str, Any]) -> None:
         "BUCKET_NAME": {"Ref": "BlobBucket"},
         "TABLE_NAME": {"Ref": "JournalTable"},
         "ARCHIVE_INLINE_LIMIT_BYTES": "65536",
+        # The Object Lock its puts carry; BlobBucketPolicy refuses a put without it.
+        "ARCHIVE_OBJECT_LOCK_MODE": {"Ref": "ArchiveObjectLockMode"},
+        "ARCHIVE_RETENTION_DAYS": {"Ref": "ArchiveRetentionDays"},
         "POWERTOOLS_SERVICE_NAME": "checkpoint-journal-archiver",
         "POWERTOOLS_METRICS_NAMESPACE": "CheckpointJournal",
         "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -1083,7 +1179,7 @@ def test_bucket_policy_denies_insecure_transport(transformed: dict[str, Any]) ->
         s
         for s in _policy_statements(policy)
         if s["Effect"] == "Deny"
-        and str(s["Condition"]["Bool"]["aws:SecureTransport"]).lower() == "false"
+        and str(s["Condition"].get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
     ]
     assert len(denies) == 1
     (deny,) = denies
