@@ -84,6 +84,7 @@ def verify(
     # ThreadIndex, which whoever could edit the table could edit too.
     ids = [thread_id] if thread_id is not None else list(thread_ids(dynamodb, table))
     states: dict[str, ThreadState] = {}
+    present: set[str] = set()
     # Items as stored: verify reports damage rather than stopping at it.
     store = DynamoJournalStore(dynamodb, table, check_seals=False)
     try:
@@ -93,6 +94,7 @@ def verify(
             items = [i for page in store.pages(pk, prefix="") for i in page]
             if not items:
                 continue
+            present.add(tid)
             try:
                 states[tid] = check_thread(report, hasher, tid, items)
             except (JournalError, KeyError, ValueError, TypeError) as e:
@@ -114,7 +116,7 @@ def verify(
         check_archive(report, hasher, events, damaged, states, bucket=bucket,
                       thread_filter=thread_id)
         archived = report.counts["archive events"]
-    if thread_id is not None and not states and not archived:
+    if thread_id is not None and not present and not archived:
         raise NotFoundError(f"thread {thread_id!r} is neither in the table nor in the archive")
     return report
 
