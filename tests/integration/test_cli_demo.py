@@ -159,6 +159,9 @@ def local_process() -> Iterator[subprocess.Popen[str]]:
         [sys.executable, "-m", "checkpoint_journal.cli", "local"],
         # One pipe for both, drained by _lines: an undrained stderr pipe could fill up.
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        # As from a terminal's foreground: a suite started in the background (`... &`)
+        # inherits SIGINT ignored, which `local` rightly keeps ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         yield proc
