@@ -204,11 +204,16 @@ def tombstone_sk(checkpoint_ns: str) -> str:
     return ns_prefix(checkpoint_ns) + TOMBSTONE_MARK
 
 
+def removal_prefix(checkpoint_ns: str) -> str:
+    """The prefix of every removal marker of a namespace."""
+    return "R#" + ns_prefix(checkpoint_ns)[2:]
+
+
 def removal_sk(checkpoint_ns: str, uniq: str) -> str:
     """A removal marker: which checkpoints a prune or delete_for_runs took away, so that
     ``verify`` tells a legitimate removal from a deletion. Outside the ``J#`` range, so
     reads never meet it, and owned by no checkpoint, so later prunes keep it."""
-    return "R#" + ns_prefix(checkpoint_ns)[2:] + uniq
+    return removal_prefix(checkpoint_ns) + uniq
 
 
 def owner_sk() -> str:

@@ -349,16 +349,16 @@ def _check_views(report: Report, thread_id: str, pk: str, items: list[Item],
                  views: list[tuple[_keys.ParsedKey, Item]], state: ThreadState) -> None:
     if not views:
         return
-    # The journal's own fold, of the records that decoded (the rest are reported).
+    # The journal's own fold, of the records that decoded (the others are reported);
+    # tombstones and items outside J# (chunks among them) as they are.
     fold = fold_partition(
-        [i for i in items if i.get("kind", {}).get("S") not in (_keys.KIND_VIEW,)
-         and (i["SK"]["S"] in state.readable or not i["SK"]["S"].startswith("J#")
-              or i.get("kind", {}).get("S") == _keys.KIND_TOMBSTONE)],
+        [i for i in items if i["SK"]["S"] in state.readable
+         or not i["SK"]["S"].startswith("J#")
+         or i.get("kind", {}).get("S") == _keys.KIND_TOMBSTONE],
         now_s=0, use_views=False)
-    writes_events: Counter[tuple[str, str]] = Counter(
-        (k.checkpoint_ns, k.checkpoint_id) for k, _ in (
-            (_keys.parse_sk(i["SK"]["S"]), i) for i in items
-            if i.get("kind", {}).get("S") == _keys.KIND_WRITES))
+    writes_events: Counter[tuple[str, str] | None] = Counter(
+        _keys.owner(i["SK"]["S"]) for i in items
+        if i.get("kind", {}).get("S") == _keys.KIND_WRITES)
     now = time.time()
     sks = {i["SK"]["S"] for i in items}
     for key, item in views:

@@ -297,10 +297,8 @@ class Reader:
     def _removed_ids(self, thread_id: str, ns_name: str) -> set[str]:
         key = (thread_id, ns_name)
         if key not in self._removed:
-            pk = _keys.thread_pk(thread_id)
-            prefix = "R#" + _keys.ns_prefix(ns_name)[2:]
-            self._removed[key] = removed_ids(
-                i for page in self.store.pages(pk, prefix=prefix) for i in page)
+            self._removed[key] = removed_ids(i for page in self.store.pages(
+                _keys.thread_pk(thread_id), prefix=_keys.removal_prefix(ns_name)) for i in page)
         return self._removed[key]
 
     def ancestry(self, thread_id: str, ns_name: str, ns: Namespace, cid: str) -> None:

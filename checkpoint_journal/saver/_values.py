@@ -184,8 +184,9 @@ class Loader:
                     f"{where} is damaged: {e}")
             except errors.JournalError as e:  # missing, unreachable, timing out, denied
                 cause = e if blobs.bucket in str(e) else type(e)(f"{where}: {e}")
-            # Never the value's bytes in a log line: only where it is and why.
-            logger.warning("cannot use %s (%s); reading the journal instead", where, cause)
+            # Never the value's bytes in a log line: only where it is and why (the cause
+            # names the object).
+            logger.warning("%s; reading the journal instead", cause)
             raise BlobUnavailable(cause)
 
         for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]

@@ -296,9 +296,8 @@ class Projector:
             else:
                 unexplained[cid] = item
         if unexplained:
-            prefix = "R#" + _keys.ns_prefix(ns_name)[2:]
             removed = removed_ids(i for page in self.store.pages(
-                _keys.thread_pk(thread_id), prefix=prefix) for i in page)
+                _keys.thread_pk(thread_id), prefix=_keys.removal_prefix(ns_name)) for i in page)
             for cid, item in unexplained.items():
                 if cid in removed:
                     out[cid] = item

@@ -34,6 +34,7 @@ from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers._archiver import Archiver
 from checkpoint_journal.stream_handlers.archiver import make_handler
 from tests.integration.graphs import build_chat
+from tests.integration.tables import partition
 
 FUNCTION = "ArchiverFunction"
 KEY_RE = re.compile(r"^archive/date=(\d{4}-\d{2}-\d{2})/(\d{40})-(\d{40})\.avro$")
@@ -105,22 +106,6 @@ def _fail(damage: _archive.ArchiveDamage) -> None:
     raise AssertionError(f"damaged archive: {damage}")
 
 
-def journal_items(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
-    ddb = dep.client("dynamodb")
-    kw: dict[str, Any] = {
-        "TableName": dep.table_name, "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": _keys.thread_pk(thread)}},
-        "ConsistentRead": True,
-    }
-    items: list[dict[str, Any]] = []
-    while True:
-        page = ddb.query(**kw)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def archive_keys(dep: LocalDeployment) -> dict[str, str]:
     s3 = dep.client("s3")
     return {
@@ -185,7 +170,7 @@ def test_a_graph_run_is_archived_once_per_journal_event(deployment: LocalDeploym
 
     mine = [r for records in files.values() for r in records if r["thread_id"] == thread]
     events = opened(deployment, spy.keys)
-    table = {(i["PK"]["S"], i["SK"]["S"]): i for i in journal_items(deployment, thread)
+    table = {(i["PK"]["S"], i["SK"]["S"]): i for i in partition(deployment, thread)
              if i["kind"]["S"] in ("C", "W")}
     key_item = _shred.DynamoKeyStore(deployment.client("dynamodb"),
                                      deployment.table_name).get(thread)
@@ -233,7 +218,7 @@ def test_a_chunked_record_is_archived_by_reference(deployment: LocalDeployment) 
     mine = [r for records in archived(deployment, spy.keys).values() for r in records
             if r["thread_id"] == thread]
     events = opened(deployment, spy.keys)
-    items = journal_items(deployment, thread)
+    items = partition(deployment, thread)
     commits = {(i["PK"]["S"], i["SK"]["S"]): i for i in items if "chunks" in i}
     assert commits, "nothing was chunked: the test no longer covers references"
     by_key = {(r["pk"], r["sk"]): r for r in mine}
@@ -284,7 +269,7 @@ def test_a_retried_batch_leaves_its_locked_file_as_written(deployment: LocalDepl
     head = s3.head_object(Bucket=deployment.bucket, Key=first["key"])
     env = function_env(deployment)
     assert head["ObjectLockMode"] == env["ARCHIVE_OBJECT_LOCK_MODE"]
-    days = (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.timezone.utc)).days
+    days = (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.UTC)).days
     assert days >= int(env["ARCHIVE_RETENTION_DAYS"])
 
 

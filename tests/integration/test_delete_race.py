@@ -53,6 +53,7 @@ from checkpoint_journal._core import shred as _shred
 from checkpoint_journal._core.fold import hidden_keys
 from checkpoint_journal.local import LocalDeployment
 from tests.integration.faults import CallHooks
+from tests.integration.tables import partition
 
 TTL = 3600
 # (the deleting saver's ttl_seconds, every other saver's)
@@ -122,22 +123,6 @@ def snapshot(reader: JournalSaver, thread: str, ids: list[tuple[str, str]]) -> d
         "by_id": {cid: _shown(reader.get_tuple(config(thread, ns, cid))) for ns, cid in ids},
         "list": [_shown(t) for t in reader.list({"configurable": {"thread_id": thread}})],
     }
-
-
-def partition(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
-    ddb = dep.client("dynamodb")
-    kw: dict[str, Any] = {
-        "TableName": dep.table_name, "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": _keys.thread_pk(thread)}},
-        "ConsistentRead": True,
-    }
-    items: list[dict[str, Any]] = []
-    while True:
-        page = ddb.query(**kw)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _num(item: dict[str, Any], name: str) -> int | None:

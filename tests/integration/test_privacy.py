@@ -29,10 +29,10 @@ from checkpoint_journal.local import LocalDeployment
 from checkpoint_journal.stream_handlers.archiver import make_handler
 from checkpoint_journal.stream_handlers.projector import make_projector
 from tests.integration.graphs import build_chat
+from tests.integration.tables import partition
 from tests.integration.test_archiver import (
     FUNCTION,
     function_env,
-    journal_items,
     spying,
 )
 
@@ -127,7 +127,7 @@ def test_archived_events_are_sealed_and_read_back_as_the_saver_wrote_them(
     scenario: Scenario,
 ) -> None:
     dep = scenario.dep
-    items = {(i["PK"]["S"], i["SK"]["S"]): i for i in journal_items(dep, scenario.erased)}
+    items = {(i["PK"]["S"], i["SK"]["S"]): i for i in partition(dep, scenario.erased)}
     mine = [e for e in scenario.before if e.thread_id == scenario.erased]
     assert {e.kind for e in mine} == {"C", "W"}
     # Control: the journal holds the values in the clear (uncompressed bodies), so the

@@ -28,6 +28,7 @@ from checkpoint_journal.errors import CorruptRecordError
 from checkpoint_journal.local import LocalDeployment
 
 NOW = 1_790_000_000.0
+from tests.integration.tables import partition
 
 
 @dataclass
@@ -129,21 +130,6 @@ def _findings(dep: LocalDeployment, thread: str) -> list[tuple[str, str]]:
     return [(f.problem, f.location) for f in report.findings]
 
 
-def _partition(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
-    ddb = dep.client("dynamodb")
-    out: list[dict[str, Any]] = []
-    kw: dict[str, Any] = {
-        "TableName": dep.table_name, "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": _keys.thread_pk(thread)}},
-        "ConsistentRead": True}
-    while True:
-        page = ddb.query(**kw)
-        out += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return out
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _kind(sk: str) -> str:
     if sk.startswith(("H#", "I#", "R#", "P#", "O#")):
         return sk[0]
@@ -189,7 +175,7 @@ UNWITNESSED_DELETES = {"V", "H", "I"}
 def _cases(dep: LocalDeployment, thread: str) -> Iterator[tuple[str, dict[str, Any],
                                                                dict[str, Any] | None, bool]]:
     """(case, original item, replacement (None: deleted), whether verify must name it)."""
-    items = _partition(dep, thread)
+    items = partition(dep, thread)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         by_kind.setdefault(_kind(item["SK"]["S"]), []).append(item)
@@ -262,7 +248,7 @@ def test_tombstones_and_removal_markers_tampered(world: World) -> None:
     for thread, ids in ((world.deleted, []), (world.pruned, [world.pruned_latest])):
         expected = _snapshot(dep, thread, ids)
         assert _findings(dep, thread) == []
-        markers = [i for i in _partition(dep, thread) if _kind(i["SK"]["S"]) in ("X", "R")]
+        markers = [i for i in partition(dep, thread) if _kind(i["SK"]["S"]) in ("X", "R")]
         assert markers
         for item in markers:
             sk = item["SK"]["S"]

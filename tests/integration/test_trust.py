@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from checkpoint_journal._core.chain import Hasher
 from checkpoint_journal.cli.verify import verify
 from checkpoint_journal.errors import ConflictError, NotConfiguredError
 from checkpoint_journal.local import LocalDeployment
+from tests.integration.tables import partition
 
 
 def _root(thread: str) -> dict[str, Any]:
@@ -33,16 +35,9 @@ def _cp(values: dict[str, Any], version: str = "1") -> Any:
     return cp
 
 
-def _partition(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
-    return dep.client("dynamodb").query(
-        TableName=dep.table_name, KeyConditionExpression="PK = :pk",
-        ExpressionAttributeValues={":pk": {"S": _keys.thread_pk(thread)}},
-        ConsistentRead=True)["Items"]
-
-
 def _journal(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
     """The saver's items of a thread (the projector adds its own in the background)."""
-    return [i for i in _partition(dep, thread) if i["kind"]["S"] in ("C", "W", "B", "P")]
+    return [i for i in partition(dep, thread) if i["kind"]["S"] in ("C", "W", "B", "P")]
 
 
 # -- retries ------------------------------------------------------------------------------
@@ -176,21 +171,30 @@ def test_a_put_in_flight_during_delete_thread_stays_deleted(deployment: LocalDep
     # delete, no saver item but the tombstone; once the projector has run, nothing else.
     assert _journal(deployment, thread) == []
     deployment.drain(timeout=60)
-    journal = [i["SK"]["S"] for i in _partition(deployment, thread)]
+    journal = [i["SK"]["S"] for i in partition(deployment, thread)]
     assert journal == [_keys.tombstone_sk("")]  # the tombstone alone
-    tomb = _partition(deployment, thread)[0]
+    tomb = partition(deployment, thread)[0]
     assert "expires_at" not in tomb  # no TTL configured: it outlives everything it hides
 
 
 # -- verify ----------------------------------------------------------------------------------
 
 
-def test_verify_finishes_its_report_whatever_an_item_holds(deployment: LocalDeployment) -> None:
+@pytest.fixture(scope="module", params=["moto", "dynamodb-local"])
+def quiet(request: pytest.FixtureRequest) -> Iterator[LocalDeployment]:
+    """A deployment without stream handlers, for damage planted on purpose: on the
+    session's, the projector would meet it and fail its batch for every later test."""
+    with LocalDeployment(backend=request.param, handlers=False) as dep:
+        yield dep
+
+
+def test_verify_finishes_its_report_whatever_an_item_holds(quiet: LocalDeployment) -> None:
+    deployment = quiet
     thread = f"odd-{uuid.uuid4().hex[:8]}"
     with deployment.saver() as saver:
         stored = saver.put(_root(thread), _cp({"v": "a"}), {"step": 1}, {"v": "1"})
         saver.put(stored, _cp({"v": "b"}, "2"), {"step": 2}, {"v": "2"})
-    item = next(i for i in _partition(deployment, thread)
+    item = next(i for i in partition(deployment, thread)
                 if i["SK"]["S"] == _keys.checkpoint_sk("", stored["configurable"]["checkpoint_id"]))
     odd = _seal.sealed({**item, "fp": {"S": "ffffffffffffffff"}})  # a schema no one knows
     deployment.client("dynamodb").put_item(TableName=deployment.table_name, Item=odd)

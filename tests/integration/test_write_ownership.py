@@ -29,6 +29,7 @@ from checkpoint_journal._core import aws
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import LocalDeployment
 from tests.integration.graphs import build_approval, build_chat
+from tests.integration.tables import partition
 
 MARKER = "is_stale_write_owner_error"
 
@@ -88,26 +89,9 @@ async def _writes(saver: BaseCheckpointSaver[Any], thread: str, cid: str) -> lis
     return [] if tup is None else list(tup.pending_writes or [])
 
 
-def _raw_items(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
-    client = dep.client("dynamodb")
-    kw: dict[str, Any] = {
-        "TableName": dep.table_name,
-        "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": _keys.thread_pk(thread)}},
-        "ConsistentRead": True,
-    }
-    items: list[dict[str, Any]] = []
-    while True:
-        page = client.query(**kw)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _saver_items(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
     """What the saver wrote (the session deployments project in the background)."""
-    return [i for i in _raw_items(dep, thread)
+    return [i for i in partition(dep, thread)
             if i["kind"]["S"] not in (_keys.KIND_VIEW, _keys.KIND_HEAD, _keys.KIND_INDEX)]
 
 
@@ -351,7 +335,7 @@ def test_delete_thread_supersedes_every_owner(
     writer = saver.claim_write_ownership(thread)
     _put(writer, thread)
     saver.delete_thread(thread)
-    assert not any(i["SK"]["S"] == "O#" for i in _raw_items(deployment, thread))
+    assert not any(i["SK"]["S"] == "O#" for i in partition(deployment, thread))
     with pytest.raises(errors.StaleWriteOwnerError, match="deleted"):
         _put(writer, thread, step=1)
     with pytest.raises(errors.StaleWriteOwnerError):
