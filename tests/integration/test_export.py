@@ -23,7 +23,7 @@ from checkpoint_journal import schemas
 from checkpoint_journal.local import LocalDeployment
 from tests.integration.cli_runner import Result, run_cli
 from tests.integration.graphs import build_chat
-from tests.integration.test_archiver import journal_items
+from tests.integration.tables import partition
 
 
 @dataclass
@@ -63,7 +63,7 @@ def test_a_threads_events_as_json_lines(world: World, cli: Any) -> None:
     assert result.code == 0, result.err
     assert result.err == ""  # no progress on a stderr that is not a terminal
     lines = result.lines()
-    items = {(i["PK"]["S"], i["SK"]["S"]): i for i in journal_items(world.dep, world.chat)
+    items = {(i["PK"]["S"], i["SK"]["S"]): i for i in partition(world.dep, world.chat)
              if i["kind"]["S"] in ("C", "W")}
     # Every journal event once, in stream order, decrypted and decoded.
     assert sorted((d["pk"], d["sk"]) for d in lines) == sorted(items)
@@ -131,7 +131,7 @@ def test_an_avro_extract_reads_with_plain_fastavro(world: World, cli: Any,
         records = list(reader)
         meta = reader.metadata
     assert reader.writer_schema["name"] == "checkpoint_journal.archive.v1.ArchiveEvent"
-    items = {(i["PK"]["S"], i["SK"]["S"]): i for i in journal_items(world.dep, world.chat)
+    items = {(i["PK"]["S"], i["SK"]["S"]): i for i in partition(world.dep, world.chat)
              if i["kind"]["S"] in ("C", "W")}
     assert sorted((r["pk"], r["sk"]) for r in records) == sorted(items)
     writers = json.loads(meta["checkpoint_journal.schemas"])
