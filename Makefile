@@ -36,9 +36,15 @@ test-unit: $(STAMP)
 events: $(STAMP)
 	$(BIN)/python -m tests.events.make_events
 
-bench: $(STAMP)
+# The bench's own extras (matplotlib, PostgresSaver) on top of dev, only when benching.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(STAMP) $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.fenced
+	$(BIN)/python -m bench.long
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

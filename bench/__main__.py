@@ -64,6 +64,7 @@ from bench.report import (
     agent_table,
     batch_table,
     breakdown_table,
+    bytes_read_table,
     load_table,
     projector_table,
     reads_table,
@@ -369,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for para in settings_text(res, dynamodb_s3_note=note):
         print(para + "\n")
     for table in (
-        agent_table(res), reads_table(res), projector_table(res), batch_table(res),
+        agent_table(res), reads_table(res), bytes_read_table(res), projector_table(res),
+        batch_table(res),
         targets_table(res),
     ):
         print(table + "\n")

@@ -42,6 +42,7 @@ from checkpoint_journal._core import keys as _keys
 
 __all__ = [
     "KIND_NAMES",
+    "READ_OPERATIONS",
     "WRITE_OPERATIONS",
     "PhaseStats",
     "RequestCounter",
@@ -65,6 +66,20 @@ WRITE_OPERATIONS: frozenset[str] = frozenset(
         "s3.CreateMultipartUpload",
         "s3.UploadPart",
         "s3.CompleteMultipartUpload",
+    }
+)
+
+# Operations whose response body is stored data coming back: "bytes read" is the sum of
+# their response bodies (an S3 GetObject's is the object; Content-Length, or the
+# streaming body's declared length).
+READ_OPERATIONS: frozenset[str] = frozenset(
+    {
+        "dynamodb.GetItem",
+        "dynamodb.BatchGetItem",
+        "dynamodb.Query",
+        "dynamodb.Scan",
+        "dynamodb.TransactGetItems",
+        "s3.GetObject",
     }
 )
 
@@ -119,6 +134,11 @@ class PhaseStats:
     @property
     def bytes_written(self) -> int:
         return sum(n for op, n in self.bytes_sent.items() if op in WRITE_OPERATIONS)
+
+    @property
+    def bytes_read(self) -> int:
+        """Response bodies of reads (``READ_OPERATIONS``): the stored data that came back."""
+        return sum(n for op, n in self.bytes_received.items() if op in READ_OPERATIONS)
 
 
 def item_kind(op: str, body: Any) -> str:
@@ -265,6 +285,9 @@ class RequestCounter:
                 size = int(length)
             elif isinstance(body, (bytes, bytearray)):
                 size = len(body)
+            elif (declared := getattr(body, "_content_length", None)) is not None:
+                # botocore's StreamingBody (S3 GetObject) without the header.
+                size = int(declared)
         with self._lock:
             stats = self.phases.setdefault(self._current, PhaseStats())
             stats.bytes_received[op] += size

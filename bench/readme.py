@@ -21,6 +21,7 @@ from bench.report import (
     Results,
     agent_table,
     batch_table,
+    bytes_read_table,
     fmt_rtt,
     fmt_s,
     load_table,
@@ -149,7 +150,8 @@ def definitions_text(res: Results) -> str:
         "saver's clients, or by the projector's; *bytes written*: request bodies of writes "
         "(DynamoDB PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems; S3 "
         "PutObject, DeleteObject(s), uploads); *bytes sent / received*: all request / "
-        "response bodies. DynamoDB's JSON protocol sends binary attributes base64-encoded "
+        "response bodies; *bytes read*: response bodies of reads (DynamoDB GetItem, "
+        "BatchGetItem, Query, Scan, TransactGetItems; S3 GetObject: the object). DynamoDB's JSON protocol sends binary attributes base64-encoded "
         "(4/3 of the stored size), S3 bodies are raw; sizes vary by a few hundred bytes "
         "between runs (random ids). *Item kinds*: what each write stores "
         f"({', '.join(sorted(set(KIND_NAMES.values())))}, S3 object). *busy*: wall time "
@@ -183,6 +185,11 @@ def readme_block(res: Results, *, dynamodb_s3_note: str) -> str:
         "**Reads by operation:**",
         "",
         reads_table(res),
+        "",
+        "**Bytes read by operation** (response bodies of GetItem, Query, BatchGetItem and "
+        "S3 GetObject), and the ratio to DynamoDBSaver's:",
+        "",
+        bytes_read_table(res),
         "",
         f"**The projector's share** of the {turns}-turn run, and the totals:",
         "",

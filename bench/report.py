@@ -194,6 +194,33 @@ def reads_table(res: Results) -> str:
     return "\n".join(lines)
 
 
+def bytes_read_table(res: Results) -> str:
+    """Bytes read (response bodies of GetItem, Query, BatchGetItem, S3 GetObject, ...)
+    per operation of the agent: the run (each invoke reads the thread's latest
+    checkpoint), ``get_state`` and the full history; each with its ratio to
+    DynamoDBSaver's."""
+    turns = res.args.turns
+    dyn = res.saver(DYNAMODB)
+    phases = ("run", "get_state", "history")
+    names = (f"{turns}-turn run", "get_state", "full history")
+    lines = [
+        "| saver | " + " | ".join(f"bytes read ({n}) | vs {DYNAMODB}" for n in names) + " |",
+        "|---|" + "---:|---:|" * len(phases),
+    ]
+    for r in res.savers:
+        if r.name == MEMORY:
+            continue
+        cells = []
+        for p in phases:
+            if r.name == JOURNAL_AFTER and p == "run":
+                cells += ["(same run as above)", ""]
+                continue
+            n, d = r.phase(p).bytes_read, dyn.phase(p).bytes_read
+            cells += [fmt_bytes(n), "—" if r is dyn else f"{ratio(n, d):.3f}x"]
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def projector_table(res: Results) -> str:
     turns = res.args.turns
     live, one = res.live, res.one_pass

@@ -11,8 +11,10 @@ Rules, in order:
    only if the reassembled body matches the commit's SHA-256.
 4. A checkpoint's channel values are resolved at the versions in its
    ``channel_versions``: the blob for ``(channel, version)`` written by the latest
-   event at or before the checkpoint (events carry only the channels they changed).
-   A checkpoint past ``visible_until`` (a dependency of it has expired) is hidden.
+   event at or before the checkpoint (events carry only the channels they changed); a
+   value stored as a delta (``_delta``) is replayed from its chain's items (or the
+   saver's own copy of a base). A checkpoint past ``visible_until`` (a dependency of it
+   has expired) is hidden.
 5. A view item (written by the projector) is used only with its checkpoint event: its
    channel values stand for the values it resolved (a view is a pure function of the
    journal, so a value it holds at ``(channel, version)`` is the one the journal fold
@@ -36,6 +38,7 @@ from typing import Any
 from langgraph.checkpoint.base import writes_sort_key
 
 from checkpoint_journal import schemas
+from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.items import Item, from_attr
 from checkpoint_journal.errors import CorruptRecordError
@@ -57,21 +60,33 @@ class BlobRef:
     codec: str
 
 
-Value = TypedValue | BlobRef
+@dataclass(frozen=True)
+class JournalRef:
+    """A view's stand-in for a value the journal holds as a delta (``_delta``): the value
+    at the view's (channel, version) is the one checkpoint event ``source`` holds."""
+
+    source: str
+
+
+Value = TypedValue | BlobRef | JournalRef
 
 
 def value_of(v: dict[str, Any] | None) -> Value | None:
-    """An Avro TypedValue-or-BlobRef union member as a Python value."""
+    """An Avro TypedValue, BlobRef or JournalRef union member as a Python value."""
     if v is None:
         return None
     if "data" in v:
         return (v["type"], v["data"])
+    if "key" not in v:
+        return JournalRef(v["source"])
     return BlobRef(v["key"], v["type"], v["digest"], v["size"], v["stored"], v["codec"])
 
 
 def value_record(v: Value | None) -> dict[str, Any] | None:
     if v is None:
         return None
+    if isinstance(v, JournalRef):
+        return {"source": v.source}
     if isinstance(v, BlobRef):
         return {"key": v.key, "type": v.type, "digest": v.digest, "size": v.size,
                 "stored": v.stored, "codec": v.codec}
@@ -101,6 +116,8 @@ class CheckpointEvent:
     chain_hash: str | None = None
     """The tamper-evident hashes (``_chain``); None in events written before v2."""
     hash_key_id: str | None = None
+    history_from: str | None = None
+    """Where a DeltaChannel history of it starts (the ``hfrom`` attribute), if known."""
 
 
 @dataclass(frozen=True)
@@ -163,34 +180,59 @@ class Namespace:
     )
     # (channel, version) -> written_at_ms of the item that holds it, for TTL re-carry.
     blob_written_at: dict[tuple[str, Any], int] = field(default_factory=dict)
+    # (channel, version, checkpoint id) -> what a journal item (event or carried blobs, not
+    # a view) of that checkpoint holds, deltas as stored; checkpoint id -> its written_at.
+    journal: dict[_delta.Key, TypedValue | None] = field(default_factory=dict)
+    journal_at: dict[str, int] = field(default_factory=dict)
+    replayer: _delta.Replayer | None = None
+    """Set by the fold: reconstructs deltas (``known`` may be given the saver's values)."""
 
-    def resolve(self, event: CheckpointEvent, channel_versions: dict[str, Any]) -> dict[
-        str, Resolved
-    ]:
-        """Where each channel of a checkpoint is stored, and its serialized value."""
+    def _candidates(self, event: CheckpointEvent, channel: str,
+                    version: Any) -> list[tuple[str, Value | None]]:
+        """Sources of (channel, version) for ``event``, best first: the latest at or
+        before it; at one source, a whole value, then a delta, then S3, then a pointer."""
+        candidates = self.blobs.get((channel, version)) or []
+        at_or_before = [c for c in candidates if c[0] <= event.checkpoint_id]
+        return sorted(at_or_before or candidates, key=lambda c: (c[0], _rank(c[1])),
+                      reverse=True)
+
+    def resolve(self, event: CheckpointEvent, channel_versions: dict[str, Any], *,
+                raw: bool = False) -> dict[str, Resolved]:
+        """Where each channel of a checkpoint is stored, and its serialized value: deltas
+        reconstructed (a channel whose chain was not all read is left out), or with
+        ``raw`` as stored, a delta as the JournalRef a view holds for it."""
         out: dict[str, Resolved] = {}
         for channel, version in channel_versions.items():
-            candidates = self.blobs.get((channel, version))
-            if not candidates:
-                continue
-            at_or_before = [c for c in candidates if c[0] <= event.checkpoint_id]
-            # Latest source first; on a tie, a value at hand beats a reference to S3.
-            source, value = max(
-                at_or_before or candidates,
-                key=lambda c: (c[0], not isinstance(c[1], BlobRef)),
-            )
-            out[channel] = Resolved(
-                version, value, source, self.blob_written_at.get((channel, version), 0)
-            )
+            for source, value in self._candidates(event, channel, version):
+                at = self.blob_written_at.get((channel, version), 0)
+                if value is None or isinstance(value, BlobRef):
+                    out[channel] = Resolved(version, value, source, at)
+                    break
+                ref = value.source if isinstance(value, JournalRef) else (
+                    source if _delta.is_delta(value) else None)
+                if ref is None:  # whole: in the journal, a chain's start; else a view's
+                    chain = _delta.Chain(source, self.journal_at.get(source, at),
+                                         len(value[1]), 0, 0) if (
+                        self.journal.get((channel, version, source)) == value) else None
+                    out[channel] = Resolved(version, value, source, at, chain)
+                    break
+                if raw:
+                    out[channel] = Resolved(version, JournalRef(ref), source, at)
+                    break
+                got = self.replayer.full((channel, version, ref)) if self.replayer else None
+                if got is not None:
+                    out[channel] = Resolved(version, got[0], ref, at, got[1])
+                    break
         return out
 
-    def resolvable(self, event: CheckpointEvent) -> bool:
-        """Whether every channel of ``event`` has a value at or before it in what was read."""
-        for channel, version in event.channel_versions.items():
-            candidates = self.blobs.get((channel, version))
-            if not candidates or not any(c[0] <= event.checkpoint_id for c in candidates):
-                return False
-        return True
+    def resolvable(self, event: CheckpointEvent, *, raw: bool = False) -> bool:
+        """Whether every channel of ``event`` has a value (and, unless ``raw``, its whole
+        delta chain) at or before it in what was read."""
+        if any(not any(c[0] <= event.checkpoint_id for c in self.blobs.get((ch, v)) or [])
+               for ch, v in event.channel_versions.items()):
+            return False
+        return len(self.resolve(event, event.channel_versions, raw=raw)) == len(
+            event.channel_versions)
 
     def current_view(self, checkpoint_id: str) -> ViewCheckpoint | None:
         """The view of a visible checkpoint, if it has folded every writes event."""
@@ -210,6 +252,8 @@ class Resolved:
     source: str
     """Checkpoint id of the event (or carried-blobs item) that holds the value."""
     written_at_ms: int
+    chain: _delta.Chain | None = None
+    """For a value in the journal: its delta chain (a whole value starts its own)."""
 
 
 @dataclass
@@ -221,6 +265,12 @@ class Fold:
 def _num(item: Item, name: str) -> int | None:
     v = item.get(name)
     return int(v["N"]) if v else None
+
+
+def _rank(v: Value | None) -> int:
+    if isinstance(v, (JournalRef, BlobRef)):
+        return 0 if isinstance(v, JournalRef) else 1
+    return 2 if v is not None and _delta.is_delta(v) else 3
 
 
 def _typed(v: dict[str, Any] | None) -> TypedValue | None:
@@ -277,11 +327,13 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
                     default=None,
                 ),
                 md=_plain_md(item),
+                history_from=item["hfrom"]["S"] if "hfrom" in item else None,
                 content_hash=rec.get("content_hash"),
                 chain_hash=rec.get("chain_hash"),
                 hash_key_id=rec.get("hash_key_id"),
             )
             _add_blobs(ns, key.checkpoint_id, written_at, event.blobs)
+            ns.journal_at[key.checkpoint_id] = written_at
             if checkpoint_visible(item, now_s):
                 ns.checkpoints[key.checkpoint_id] = event
         elif key.kind == _keys.KIND_BLOBS:
@@ -307,6 +359,9 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
             ns.blob_written_at[(channel, version)] = max(
                 ns.blob_written_at.get((channel, version), 0), at
             )
+    for ns_name, ns in fold.namespaces.items():
+        ns.replayer = _delta.Replayer(
+            ns.journal, ns.journal_at, f"thread {thread_id!r}, namespace {ns_name!r}")
     return fold
 
 
@@ -358,6 +413,8 @@ def _add_blobs(
 ) -> None:
     for k, v in blobs.items():
         ns.blobs[k].append((cid, v))
+        if v is None or not _delta.is_delta(v) or (k[0], k[1], cid) not in ns.journal:
+            ns.journal[(k[0], k[1], cid)] = v  # a carried whole value beats the delta
         ns.blob_written_at[k] = max(ns.blob_written_at.get(k, 0), written_at)
 
 
@@ -398,77 +455,6 @@ def decode(record: str, item: Item, body: bytes) -> dict[str, Any]:
         raise CorruptRecordError(
             f"journal item {item['PK']['S']!r} / {item['SK']['S']!r} lacks attribute "
             f"{e.args[0]!r}") from e
-
-
-@dataclass
-class Survey:
-    """What a set of items says about a namespace without decoding any body."""
-
-    events: dict[str, Item] = field(default_factory=dict)
-    """Visible checkpoint events (by attributes: TTL, visible_until, tombstone)."""
-    views: dict[str, Item] = field(default_factory=dict)
-    writes_events: dict[str, int] = field(default_factory=dict)
-    tombstone_ms: int = 0
-    last_activity_ms: int = 0
-    """The latest written_at of a visible checkpoint or writes event."""
-    present: set[str] = field(default_factory=set)
-    """Checkpoint events read (not hidden by TTL or a tombstone), visible or not."""
-
-    def unexplained(self, at_least: str = "") -> dict[str, str]:
-        """Checkpoints (ids from ``at_least`` up) whose items witness a journal item that
-        is gone (I2b): a view without its checkpoint event, or a view that folded more
-        writes events than the journal holds. Only a prune or delete_for_runs (whose
-        removal markers name what they took) explains either; anything else is damage.
-        Call it once every item of those checkpoints has been read."""
-        out: dict[str, str] = {}
-        for cid, view in self.views.items():
-            if cid < at_least:
-                continue
-            if cid not in self.present:
-                out[cid] = "its view item is present but its checkpoint event is not"
-                continue
-            folded, held = _num(view, "wm") or 0, self.writes_events.get(cid, 0)
-            if folded > held:
-                out[cid] = (f"its view folded {folded} writes events but the journal holds "
-                            f"{held}")
-        return out
-
-    def seed_below(self, checkpoint_id: str) -> str | None:
-        """The newest visible checkpoint older than ``checkpoint_id`` whose view item was
-        read: its values are a complete starting point for everything after it."""
-        found = [c for c in self.views if c < checkpoint_id and c in self.events]
-        return max(found) if found else None
-
-    def current_view(self, checkpoint_id: str, now_s: float) -> Item | None:
-        """The view item of a visible checkpoint if it folded every writes event read."""
-        view = self.views.get(checkpoint_id)
-        if view is None or checkpoint_id not in self.events:
-            return None
-        if _num(view, "wm") != self.writes_events.get(checkpoint_id, 0):
-            return None
-        exp = _num(view, "expires_at")
-        if exp is not None and exp <= now_s:
-            return None
-        return view
-
-
-def survey(items: Iterable[Item], *, now_s: float) -> dict[str, Survey]:
-    """Per namespace: visible events, view items and writes-event counts (no decoding)."""
-    tombstones, visible = visible_items(items, now_s=now_s)
-    out = {ns: Survey(tombstone_ms=at) for ns, at in tombstones.items()}
-    for key, item in visible:
-        sv = out.setdefault(key.checkpoint_ns, Survey())
-        if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
-            sv.last_activity_ms = max(sv.last_activity_ms, _num(item, "written_at") or 0)
-        if key.kind == _keys.KIND_CHECKPOINT:
-            sv.present.add(key.checkpoint_id)
-            if checkpoint_visible(item, now_s):
-                sv.events[key.checkpoint_id] = item
-        elif key.kind == _keys.KIND_VIEW:
-            sv.views[key.checkpoint_id] = item
-        elif key.kind == _keys.KIND_WRITES:
-            sv.writes_events[key.checkpoint_id] = sv.writes_events.get(key.checkpoint_id, 0) + 1
-    return out
 
 
 def visible_items(

@@ -12,8 +12,8 @@ import hashlib
 import math
 import os
 from collections.abc import Mapping
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from checkpoint_journal._core import keys as _keys

@@ -34,6 +34,8 @@ BATCH_WRITE_MAX = 25
 CHUNK_WRITE_CONCURRENCY = 8
 # Re-sends of BatchWriteItem's UnprocessedItems before giving up.
 _UNPROCESSED_RETRIES = 8
+# A bounded read's later pages: item limits grow so (``_query``), unbounded from 4096.
+_PAGE_GROWTH, _UNBOUNDED_PAGE = 8, 4096
 
 
 def thread_ids(client: DynamoDBClient, table: str) -> Iterator[str]:
@@ -106,7 +108,9 @@ class DynamoJournalStore:
 
     def _query(self, kw: dict[str, Any], what: str,
                first_limit: int | None = None) -> Iterator[list[Item]]:
-        """Every page of a Query (``first_limit`` caps the first page's item count)."""
+        """Every page of a Query. ``first_limit`` caps the first page's item count, and
+        each later page's at eight times the one before (DynamoDB's 1 MB aside): a read
+        that stops once it has what it needs reads at most about that much again."""
         kw = dict(kw)
         if first_limit is not None:
             kw["Limit"] = first_limit
@@ -115,8 +119,10 @@ class DynamoJournalStore:
             yield list(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return
-            if first_limit is not None:
-                kw.pop("Limit", None)
+            if "Limit" in kw:
+                kw["Limit"] *= _PAGE_GROWTH
+                if kw["Limit"] >= _UNBOUNDED_PAGE:
+                    kw.pop("Limit")
             kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _put_new(self, item: Item) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import index as _index
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import (
@@ -40,12 +41,12 @@ from checkpoint_journal._core.fold import (
     Namespace,
     TypedValue,
     fold_partition,
-    survey,
 )
 from checkpoint_journal._core.items import Item, from_attr
 from checkpoint_journal._core.serde import StrictSerializer, parse_allow
 from checkpoint_journal._core.size import item_size
 from checkpoint_journal._core.store import DynamoJournalStore, run_parallel
+from checkpoint_journal._core.survey import survey
 from checkpoint_journal.cli.errors import NotFoundError, UsageError
 
 Progress = Callable[[str], None]
@@ -175,6 +176,9 @@ def default_serde(allow: Sequence[str] = ()) -> SerializerProtocol:
 def load(serde: SerializerProtocol, typed: TypedValue) -> tuple[Any, str | None]:
     """``(value, None)``, or ``(None, why not)`` when the serializer cannot read it."""
     type_, data = typed
+    if type_.startswith(_delta.PREFIX):
+        return None, (f"stored as a delta of {len(data):,} bytes against the channel's "
+                      "previous version (its base is not at hand here)")
     try:
         return serde.loads_typed(typed), None
     except Exception as e:  # any serializer failure is reported per value, not raised

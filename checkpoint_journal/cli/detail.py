@@ -17,6 +17,7 @@ from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
     FoldedWrite,
+    JournalRef,
     Namespace,
     TypedValue,
     decode_view,
@@ -235,6 +236,8 @@ def _stored(size: int, source: str, placed: Any, bucket: str | None) -> Stored:
     if isinstance(placed, BlobRef):
         return Stored(size, source, "s3", placed.key,
                       f"s3://{bucket}/{placed.key}" if bucket else None, placed.stored)
+    if isinstance(placed, JournalRef):
+        return Stored(size, source, "journal", None, None, None)
     return Stored(size, source, None if placed is None else "inline", None, None, None)
 
 
@@ -251,8 +254,8 @@ def values_at(journal: Journal, event: CheckpointEvent, serde: SerializerProtoco
     out: dict[str, tuple[TypedValue, Any, str | None]] = {}
     resolved = journal.ns.resolve(event, channel_versions(event, checkpoint))
     for ch, r in sorted(resolved.items()):
-        if r.value is None or isinstance(r.value, BlobRef):
-            continue  # empty at this version (the journal-only fold holds no BlobRef)
+        if r.value is None or isinstance(r.value, (BlobRef, JournalRef)):
+            continue  # empty at this version (the journal-only fold holds no reference)
         value, error = load(serde, r.value)
         out[ch] = (r.value, value, error)
     return out
@@ -270,7 +273,7 @@ def detail(journal: Journal, ref: str | None, serde: SerializerProtocol) -> Deta
     resolved = journal.ns.resolve(event, channel_versions(event, checkpoint))
     values: list[Shown] = []
     for ch, r in sorted(resolved.items()):
-        if r.value is None or isinstance(r.value, BlobRef):
+        if r.value is None or isinstance(r.value, (BlobRef, JournalRef)):
             continue
         value, error = load(serde, r.value)
         placed = view.channels[ch][1] if view is not None and ch in view.channels else None
@@ -286,7 +289,7 @@ def detail(journal: Journal, ref: str | None, serde: SerializerProtocol) -> Deta
     folded = journal.ns.writes.get(cid, [])
     resumed_tasks = {w.task_id for w in folded if w.channel == RESUME}
     for w in folded:
-        assert not isinstance(w.value, BlobRef)  # the journal-only fold holds bytes
+        assert not isinstance(w.value, (BlobRef, JournalRef))  # the journal-only fold: bytes
         value, error = load(serde, w.value)
         node = node_of(w.task_path)
         writes.append(Shown(

@@ -41,6 +41,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import errors, schemas
 from checkpoint_journal._core import archive_read as archive
+from checkpoint_journal._core import delta as _delta
+from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.archive import (
     AVRO_CODEC,
     RECORD_ARCHIVE,
@@ -123,13 +125,48 @@ def _render(value: Any, serde: SerializerProtocol) -> Any:
     return jsonable(value)
 
 
-def event_doc(ev: archive.ArchivedEvent, serde: SerializerProtocol) -> dict[str, Any]:
+class Deltas:
+    """Each channel's latest value seen in an export, by (thread, namespace, channel): a
+    value the journal holds as a delta against its previous version (``_core/delta``) is
+    rendered whole when that version came before it in the export (stream order puts a
+    base before the values built on it)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, str], tuple[Any, str, bytes]] = {}
+
+    def whole(self, ev: archive.ArchivedEvent, record: dict[str, Any]) -> None:
+        """Replace the deltas among a checkpoint record's blobs by the values they stand
+        for, where the base is at hand (left as stored, and said why, where not)."""
+        if ev.kind != _keys.KIND_CHECKPOINT:
+            return
+        for blob in record.get("blobs") or []:
+            value, key = blob.get("value"), (ev.thread_id, ev.checkpoint_ns, blob["channel"])
+            if value is None:
+                continue
+            typed = (value["type"], value["data"])
+            if _delta.is_delta(typed):
+                where = f"checkpoint {ev.checkpoint_id}, channel {blob['channel']!r}"
+                d = _delta.parse(typed, where)
+                base = self._last.get(key)
+                if base is None or (base[0], base[1]) != (d.base_version, d.base_source):
+                    blob["delta_of"] = {"version": d.base_version,
+                                        "checkpoint_id": d.base_source, "bytes": d.size}
+                    continue  # its base is not in this export: rendered as stored
+                typed = (d.type, _delta.apply(d, base[2], where))
+                blob["value"] = {"type": typed[0], "data": typed[1]}
+            self._last[key] = (blob["version"], ev.checkpoint_id or "", typed[1])
+
+
+def event_doc(ev: archive.ArchivedEvent, serde: SerializerProtocol,
+              deltas: Deltas | None = None) -> dict[str, Any]:
     """The JSON object of one event (stable keys)."""
     record: Any = None
     error = ev.detail
     if ev.state in READABLE:
         try:
             decoded = ev.record()
+            if decoded is not None and deltas is not None:
+                deltas.whole(ev, decoded)
             record = None if decoded is None else _render(decoded, serde)
         except errors.CorruptRecordError as e:
             error = str(e)
@@ -230,8 +267,9 @@ class Stats:
 
 def write_jsonl(events: Iterable[archive.ArchivedEvent], out: IO[str],
                 serde: SerializerProtocol) -> None:
+    deltas = Deltas()
     for ev in events:
-        out.write(json.dumps(event_doc(ev, serde), ensure_ascii=False) + "\n")
+        out.write(json.dumps(event_doc(ev, serde, deltas), ensure_ascii=False) + "\n")
 
 
 def write_avro(events: Iterable[archive.ArchivedEvent], out: IO[bytes], *,

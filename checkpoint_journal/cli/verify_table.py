@@ -20,6 +20,7 @@ from checkpoint_journal._core.archive import RECORD_OF_KIND
 from checkpoint_journal._core.chain import Hasher
 from checkpoint_journal._core.fold import (
     BlobRef,
+    JournalRef,
     chunk_parts,
     decode_view,
     fold_partition,
@@ -410,7 +411,13 @@ def _check_views(report: Report, thread_id: str, pk: str, items: list[Item],
                 if r is None or r.version != ver:
                     problems.append(f"channel {ch!r} at version {ver!r} is not in the journal")
                     continue
-                if value is None or r.value is None or isinstance(r.value, BlobRef):
+                if isinstance(value, JournalRef):
+                    if value.source != r.source:
+                        problems.append(f"channel {ch!r} points to another journal item "
+                                        "than the one holding it")
+                    continue
+                if value is None or r.value is None or isinstance(r.value, (BlobRef,
+                                                                             JournalRef)):
                     if (value is None) != (r.value is None):
                         problems.append(f"channel {ch!r} differs from the journal")
                     continue

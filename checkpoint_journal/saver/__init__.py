@@ -19,7 +19,7 @@ import itertools
 import random
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
     get_checkpoint_id,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -45,8 +46,21 @@ from checkpoint_journal._core.items import MIN_ITEM_BYTES, Item, ItemPlan
 from checkpoint_journal._core.serde import StrictSerializer
 from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal._core.store import DynamoJournalStore
-from checkpoint_journal.saver import _across, _maintenance, _read, _write
-from checkpoint_journal.saver._values import ByteCache, Loader, NoBucketWarning, Origins
+from checkpoint_journal.saver import (
+    _across,
+    _history,
+    _maintenance,
+    _read,
+    _tuples,
+    _write,
+)
+from checkpoint_journal.saver._values import (
+    ByteCache,
+    Loader,
+    NoBucketWarning,
+    Origins,
+    Values,
+)
 
 __all__ = ["Clock", "JournalSaver"]
 
@@ -90,6 +104,13 @@ class JournalSaver(BaseCheckpointSaver[str]):
         blob_cache_bytes: memory for the bytes of recently read offloaded values
             (immutable, named by their digest), so that a value unchanged between turns
             is fetched from S3 once per process. 0 turns it off.
+        deltas: store a changed channel value (a growing message list, a dict gaining
+            keys) as a zstd delta against its previous version when that saves at least
+            half, with a whole value again once the deltas add up to its size, so a
+            turn costs about what changed. False stores every changed value whole.
+        value_cache_bytes: memory for the serialized values this saver last wrote or
+            read, the bases of its next deltas (without one, a value is stored whole
+            and starts a new chain). 0 turns deltas off in practice.
         chain_key: a secret (at least 16 bytes; a str is taken as UTF-8) under which the
             tamper-evident hashes of every event are HMAC-SHA-256 instead of SHA-256, so
             that only its holders can make events that ``checkpoint-journal verify``
@@ -112,6 +133,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
         max_attempts: int = 8,
         max_item_bytes: int = MAX_ITEM_BYTES,
         blob_cache_bytes: int = 64 * 1024 * 1024,
+        deltas: bool = True,
+        value_cache_bytes: int = 64 * 1024 * 1024,
         chain_key: bytes | str | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -150,6 +173,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._origins = Origins()
         self.blob_cache_bytes = blob_cache_bytes
         self._blob_bytes = ByteCache(blob_cache_bytes)
+        self.deltas = deltas
+        self._values = Values(value_cache_bytes)
         self._no_bucket = NoBucketWarning()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -196,12 +221,13 @@ class JournalSaver(BaseCheckpointSaver[str]):
 
     def _policy(self) -> _write.Policy:
         return _write.Policy(self.serde, self._hasher, self.compression, self.max_item_bytes,
-                             self.ttl_seconds)
+                             self.ttl_seconds, self.deltas)
 
     def _reader(self) -> _read.Reader:
         blobs = BlobStore(self._s3, self.bucket) if self.bucket else None
         loader = Loader(self.serde, blobs, self._blob_bytes, self._pool, self._no_bucket)
-        return _read.Reader(self._store, loader, self._origins, self._pool, self._now())
+        return _read.Reader(self._store, loader, self._origins, self._pool, self._now(),
+                            self._values)
 
     def _fold_thread(self, thread_id: str) -> Fold:
         """Every namespace of a thread, folded from its journal alone (maintenance)."""
@@ -245,8 +271,47 @@ class JournalSaver(BaseCheckpointSaver[str]):
         if config is None:
             found = _across.every_thread(reader, filter, before_id, limit)
         else:
-            found = _read.matching(reader.listing(config, before=before_id, limit=limit), filter)
+            found = _tuples.matching(reader.listing(config, before=before_id, limit=limit), filter)
         yield from itertools.islice(found, limit)
+
+    # -- DeltaChannel history (saver/_history.py) ------------------------------------
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Per channel, the pending writes of the ancestors of the checkpoint ``config``
+        names (the latest without an id), oldest first, down to and including the
+        nearest one storing a value for it, and that value as ``seed`` (omitted when the
+        walk reaches the root). One descending Query per 1 MB page of the namespace's
+        journal, whatever the distance (plus the tombstone's GetItem alongside, with an
+        id), and one S3 GET per offloaded seed. An ancestor that is gone raises
+        (CorruptRecordError, or JournalError for one removed by prune or delete_for_runs),
+        never a shorter history."""
+        thread_id, ns_name, _ = _keys.from_config(config)
+        return _history.history(self._reader(), thread_id, ns_name, get_checkpoint_id(config),
+                                list(channels))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await asyncio.to_thread(
+            self.get_delta_channel_history, config=config, channels=channels)
+
+    def get_delta_channel_keepset(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> set[str]:
+        """The ids of the checkpoints the DeltaChannel state of ``channels`` at the
+        checkpoint ``config`` names is rebuilt from: it, and its ancestors down to the
+        nearest storing a value for each channel. Empty when it does not exist."""
+        thread_id, ns_name, _ = _keys.from_config(config)
+        return _history.keepset(self._reader(), thread_id, ns_name, get_checkpoint_id(config),
+                                list(channels))
+
+    async def aget_delta_channel_keepset(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> set[str]:
+        return await asyncio.to_thread(
+            self.get_delta_channel_keepset, config=config, channels=channels)
 
     # -- writes ----------------------------------------------------------------------
 
@@ -270,13 +335,14 @@ class JournalSaver(BaseCheckpointSaver[str]):
         else:
             parent_origins = None
             parent_chain = (
-                _read.chain_of(self._store, thread_id, ns_name, parent_id) if parent_id else None
+                _tuples.chain_of(self._store, thread_id, ns_name, parent_id) if parent_id else None
             )
 
         def plan(now: float) -> _write.CheckpointWrite:
             return _write.checkpoint_write(
                 self._policy(), config, checkpoint, metadata, new_versions,
                 parent_origins=parent_origins, parent_chain=parent_chain, now=now,
+                bases=self._values,
             )
 
         written = plan(self._now())
@@ -296,6 +362,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
             written = plan((first + 0.5) / 1000)  # the first attempt's time, to the ms
             self._append_event(written.plan, thread_id)
         self._origins.remember(written.key, written.origins, written.chain_hash)
+        for key, data, chain in written.values:
+            self._values.keep(thread_id, ns_name, key, data, chain)
         return written.config
 
     def put_writes(
@@ -354,7 +422,9 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._origins.forget_thread(thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) created by the given runs."""
+        """Delete the checkpoints (and their writes) created by the given runs, except
+        those a remaining checkpoint's DeltaChannel state is replayed through (between it
+        and its channel's nearest stored value): deleting them would change what it reads."""
         doomed: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for run_id in run_ids:
             for pk, sk in self._store.run_keys(run_id):
@@ -363,11 +433,14 @@ class JournalSaver(BaseCheckpointSaver[str]):
         for pk, cps in doomed.items():
             thread_id = _keys.thread_from_pk(pk)
             fold = self._fold_thread(thread_id)
-            self._remove(thread_id, fold, _maintenance.all_but(fold, cps), remove=cps)
+            keep, gone = _maintenance.spare_delta_chains(
+                self._policy(), fold, _maintenance.all_but(fold, cps), cps)
+            self._remove(thread_id, fold, keep, remove=gone)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``keep_latest``: keep the latest checkpoint of each namespace (and its writes);
-        ``delete``: delete the threads."""
+        """``keep_latest``: keep the latest checkpoint of each namespace (and its writes),
+        and the ancestors (with their writes) its DeltaChannel state is replayed from, down
+        to each channel's nearest stored value; ``delete``: delete the threads."""
         if strategy not in ("keep_latest", "delete"):
             raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
         for thread_id in thread_ids:
@@ -375,7 +448,8 @@ class JournalSaver(BaseCheckpointSaver[str]):
                 self.delete_thread(thread_id)
                 continue
             fold = self._fold_thread(thread_id)
-            self._remove(thread_id, fold, _maintenance.latest_of_each(fold), remove=None)
+            self._remove(thread_id, fold, _maintenance.keep_latest(self._policy(), fold),
+                         remove=None)
 
     def _remove(
         self, thread_id: str, fold: Fold, keep: set[tuple[str, str]],

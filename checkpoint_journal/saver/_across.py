@@ -17,7 +17,8 @@ from checkpoint_journal._core import index as _index
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import decode_view
 from checkpoint_journal._core.store import run_parallel
-from checkpoint_journal.saver._read import Reader, matching, view_tuple
+from checkpoint_journal.saver._read import Reader
+from checkpoint_journal.saver._tuples import NeedsJournal, matching, view_tuple
 from checkpoint_journal.saver._values import BlobUnavailable
 
 # BatchGetItem takes at most 100 keys (DynamoDB limit).
@@ -101,8 +102,9 @@ def _by_metadata(
             try:
                 tup = view_tuple(thread_id, own[0], decode_view(item), reader.loader,
                                  reader.origins)
-            except BlobUnavailable:
-                # S3 cannot serve a value: the checkpoint from its journal instead.
+            except (BlobUnavailable, NeedsJournal):
+                # S3 cannot serve a value, or the view points to the journal for one (a
+                # delta): the checkpoint from its journal instead.
                 found = reader.by_id(thread_id, own[0], own[1])
                 if found is None:
                     continue

@@ -9,12 +9,16 @@ record makes the projector remove the thread's blobs). ``JournalSaver`` does the
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
+
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
 from checkpoint_journal import schemas
 from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.fold import BlobRef, Fold, value_record
+from checkpoint_journal._core.fold import BlobRef, Fold, Namespace, value_record
 from checkpoint_journal._core.items import (
     Item,
     ItemPlan,
@@ -22,6 +26,7 @@ from checkpoint_journal._core.items import (
     plan_items,
     uniq,
 )
+from checkpoint_journal.saver import _history
 from checkpoint_journal.saver._write import Policy
 
 # A tombstone outlives the stream's 24-hour retention and Lambda's retries with margin,
@@ -63,6 +68,75 @@ def latest_of_each(fold: Fold) -> Checkpoints:
             if ns.checkpoints}
 
 
+def keep_latest(policy: Policy, fold: Fold) -> Checkpoints:
+    """What ``prune(strategy="keep_latest")`` keeps: each namespace's latest checkpoint,
+    and the ancestors (with their writes) its DeltaChannel state is replayed from."""
+    return with_delta_chains(policy, fold, latest_of_each(fold))
+
+
+def spare_delta_chains(
+    policy: Policy, fold: Fold, keep: Checkpoints, remove: Checkpoints
+) -> tuple[Checkpoints, Checkpoints]:
+    """``delete_for_runs``: (kept, removed) once the checkpoints a kept one's DeltaChannel
+    state is replayed through are spared: deleting those would change what the kept
+    checkpoint reads (its state is rebuilt from their writes), where deleting a run's
+    checkpoints must leave every other checkpoint reading as before."""
+    spared = with_delta_chains(policy, fold, keep) & remove
+    return keep | spared, remove - spared
+
+
+def with_delta_chains(policy: Policy, fold: Fold, keep: Checkpoints) -> Checkpoints:
+    """``keep`` and, for each of its checkpoints, the ancestors its DeltaChannel state is
+    rebuilt from (``get_delta_channel_keepset``)."""
+    out = set(keep)
+    by_ns: dict[str, list[str]] = defaultdict(list)
+    for ns_name, cid in keep:
+        by_ns[ns_name].append(cid)
+    for ns_name, cids in by_ns.items():
+        ns = fold.namespaces[ns_name]
+        empty = {cid: [ch for ch in ns.checkpoints[cid].channel_versions
+                       if not _stores(ns, cid, ch)] for cid in cids}
+        delta = delta_channels(policy, ns, {ch for chs in empty.values() for ch in chs})
+        for cid in cids:
+            channels = [ch for ch in empty[cid] if ch in delta]
+            chain = _history.walk(ns, cid, channels, passed=lambda _: True, exhausted=True)
+            if chain is not None:
+                out.update((ns_name, c) for ch in channels for c in chain.walked(ch))
+    return out
+
+
+def _stores(ns: Namespace, cid: str, channel: str) -> bool:
+    found = _history.stored_value(ns, cid, channel)
+    return not isinstance(found, bool) and found is not None and found.value is not None
+
+
+def delta_channels(policy: Policy, ns: Namespace, channels: Iterable[str]) -> set[str]:
+    """Which of ``channels`` are DeltaChannels in ``ns``: named in a checkpoint's
+    ``counters_since_delta_snapshot`` metadata (LangGraph keeps it for every DeltaChannel
+    not snapshotted at that checkpoint), or stored as a ``_DeltaSnapshot`` somewhere.
+    A channel that is neither (an ordinary channel that is empty) needs no history."""
+    wanted = set(channels)
+    if not wanted:
+        return set()
+    out: set[str] = set()
+    for event in ns.checkpoints.values():
+        md = policy.loads(event.metadata)
+        counters = md.get("counters_since_delta_snapshot") if isinstance(md, dict) else None
+        if isinstance(counters, dict):
+            out.update(wanted & set(counters))
+    for cid, event in ns.checkpoints.items():
+        for ch in wanted - out:
+            if ch not in event.channel_versions:
+                continue
+            found = _history.stored_value(ns, cid, ch)
+            if (isinstance(found, bool) or found is None or found.source != cid
+                    or not isinstance(found.value, tuple)):
+                continue
+            if isinstance(policy.loads(found.value), _DeltaSnapshot):
+                out.add(ch)
+    return out
+
+
 def all_but(fold: Fold, removed: Checkpoints) -> Checkpoints:
     return {(ns_name, cid) for ns_name, ns in fold.namespaces.items() for cid in ns.checkpoints
             if (ns_name, cid) not in removed}
@@ -92,15 +166,23 @@ def removal(
         return (ns_name, cid) in remove if remove is not None else (ns_name, cid) not in keep
 
     plans = []
+    # Each value once, with the oldest kept checkpoint that needs it: a value is resolved
+    # from the latest copy at or before a checkpoint, so the newer ones find it there.
+    held: set[tuple[str, str, Any, str]] = set()
     for ns_name, cid in sorted(keep):
         ns = fold.namespaces[ns_name]
         event = ns.checkpoints[cid]
         checkpoint = policy.loads(event.checkpoint)
-        carried = [
-            {"channel": ch, "version": r.version, "value": value_record(r.value)}
-            for ch, r in ns.resolve(event, checkpoint["channel_versions"]).items()
-            if r.source != cid and goes(ns_name, r.source)
-        ]
+        carried = []
+        for ch, r in ns.resolve(event, checkpoint["channel_versions"]).items():
+            # A value held by a checkpoint that goes, or a delta whose chain runs
+            # through one (it would no longer replay): carried whole.
+            needed = (r.source != cid and goes(ns_name, r.source)) or any(
+                goes(ns_name, link) for link in _links(ns, ch, r.version, r.source))
+            if not needed or (ns_name, ch, r.version, r.source) in held:
+                continue
+            held.add((ns_name, ch, r.version, r.source))
+            carried.append({"channel": ch, "version": r.version, "value": value_record(r.value)})
         if not carried:
             continue
         record = {
@@ -136,6 +218,21 @@ def removal(
                 max_item_bytes=policy.max_item_bytes,
             ))
     return plans
+
+
+def _links(ns: Namespace, channel: str, version: Any, source: str) -> list[str]:
+    """The checkpoints whose journal items a value stored as a delta is replayed from (its
+    own and its bases', down to the chain's whole value); empty for a whole value."""
+    out: list[str] = []
+    stored = ns.journal.get((channel, version, source))
+    while stored is not None and _delta.is_delta(stored) and len(out) <= _delta.MAX_DEPTH:
+        out.append(source)
+        d = _delta.parse(stored, f"checkpoint {source}, channel {channel!r}")
+        version, source = d.base_version, d.base_source
+        stored = ns.journal.get((channel, version, source))
+        if stored is not None and not _delta.is_delta(stored):
+            out.append(source)
+    return out
 
 
 def copy(policy: Policy, fold: Fold, target_thread_id: str, *, now: float) -> list[ItemPlan]:

@@ -22,32 +22,35 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import Checkpoint, CheckpointTuple, get_checkpoint_id
+from langgraph.checkpoint.base import CheckpointTuple, get_checkpoint_id
 
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import (
     CheckpointEvent,
     Fold,
+    JournalRef,
     Namespace,
-    Survey,
-    TypedValue,
-    Value,
-    ViewCheckpoint,
     decode_view,
     fold_partition,
     removed_ids,
-    survey,
 )
 from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.store import DynamoJournalStore
+from checkpoint_journal._core.survey import Survey, survey
 from checkpoint_journal.errors import CorruptRecordError, JournalError
-from checkpoint_journal.saver._values import BlobUnavailable, Loader, Origins
+from checkpoint_journal.saver._tuples import (
+    NeedsJournal,
+    fold_tuple,
+    order,
+    view_tuple,
+)
+from checkpoint_journal.saver._values import BlobUnavailable, Loader, Origins, Values
+from checkpoint_journal.saver._window import Window
 
 # Items one checkpoint usually has in its namespace: its event, its view and a few
 # writes events. A newest-first read asks for this many per checkpoint wanted in its
@@ -65,127 +68,41 @@ def first_page_items(limit: int | None) -> int | None:
     return None if limit is None else ITEMS_PER_CHECKPOINT * limit
 
 
-# -- tuples ---------------------------------------------------------------------------------
-
-
-def config_of(thread_id: str, ns_name: str, cid: str | None) -> RunnableConfig | None:
-    if not cid:
-        return None
-    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns_name,
-                             "checkpoint_id": cid}}
-
-
-def view_tuple(
-    thread_id: str, ns_name: str, view: ViewCheckpoint, loader: Loader, origins: Origins
-) -> CheckpointTuple:
-    """A checkpoint straight from its view item (and S3 for offloaded values)."""
-    loader.fetch([v for _, v, _ in view.channels.values()] + [w.value for w in view.writes])
-    return _tuple(
-        thread_id, ns_name, view.checkpoint_id, view.parent_checkpoint_id,
-        loader.loads(view.checkpoint), view.metadata, {ch: (ver, v, at) for ch, (ver, v, at) in view.channels.items()},
-        [(w.task_id, w.channel, w.value) for w in view.writes], view.chain_hash,
-        loader, origins,
-    )
-
-
-def fold_tuple(
-    thread_id: str, ns_name: str, ns: Namespace, event: CheckpointEvent, loader: Loader,
-    origins: Origins,
-) -> CheckpointTuple:
-    """A checkpoint from a fold: its view when the fold has a current one, else each
-    channel resolved at its version."""
-    view = ns.current_view(event.checkpoint_id)
-    if view is not None:
-        return view_tuple(thread_id, ns_name, view, loader, origins)
-    checkpoint: Checkpoint = loader.loads(event.checkpoint)
-    resolved = ns.resolve(event, checkpoint["channel_versions"])
-    loader.fetch([r.value for r in resolved.values()])
-    return _tuple(
-        thread_id, ns_name, event.checkpoint_id, event.parent_checkpoint_id, checkpoint,
-        event.metadata, {ch: (r.version, r.value, r.written_at_ms) for ch, r in resolved.items()},
-        [(w.task_id, w.channel, w.value) for w in ns.writes.get(event.checkpoint_id, [])],
-        event.chain_hash, loader, origins,
-    )
-
-
-def _tuple(
-    thread_id: str, ns_name: str, cid: str, parent_id: str | None,
-    checkpoint: Checkpoint, metadata: TypedValue,
-    channels: dict[str, tuple[Any, Value | None, int]],
-    writes: list[tuple[str, str, Value]], chain_hash: str | None,
-    loader: Loader, origins: Origins,
-) -> CheckpointTuple:
-    """The tuple of a checkpoint (deserialized, without its values) whose values are at
-    hand (``loader`` has fetched every offloaded one); remembers where its channels are
-    stored, for the next ``put``."""
-    checkpoint["channel_values"] = {
-        ch: loader.value(v) for ch, (_, v, _) in channels.items() if v is not None
-    }
-    origins.remember((thread_id, ns_name, cid),
-                     {ch: (ver, at) for ch, (ver, _, at) in channels.items()}, chain_hash)
-    return CheckpointTuple(
-        config=config_of(thread_id, ns_name, cid),  # type: ignore[arg-type]
-        checkpoint=checkpoint,
-        metadata=loader.loads(metadata),
-        parent_config=config_of(thread_id, ns_name, parent_id),
-        pending_writes=[(task, ch, loader.value(v)) for task, ch, v in writes],
-    )
-
-
-def chain_of(store: DynamoJournalStore, thread_id: str, ns_name: str, cid: str) -> str | None:
-    """The chain hash of a checkpoint the saver has not seen (another worker wrote it, or
-    it left the origins cache): one consistent GetItem (plus chunks). None when it does
-    not exist or predates the hashes; its child then chains from zero bytes and verify
-    reports the missing parent."""
-    pk = _keys.thread_pk(thread_id)
-    item = store.get(pk, _keys.checkpoint_sk(ns_name, cid))
-    if item is None:
-        return None
-    fold = fold_partition(store.with_chunks(pk, [item]), now_s=0)
-    ns = fold.namespaces.get(ns_name)
-    event = ns.checkpoints.get(cid) if ns is not None else None
-    return event.chain_hash if event is not None else None
-
-
-def matching(
-    tuples: Iterable[CheckpointTuple], filter: dict[str, Any] | None
-) -> Iterator[CheckpointTuple]:
-    """The tuples whose metadata holds every key and value of ``filter``."""
-    for tup in tuples:
-        if not filter or all(tup.metadata.get(k) == v for k, v in filter.items()):
-            yield tup
-
-
-def order(tup: CheckpointTuple) -> tuple[str, str]:
-    """Listing order (descending): checkpoint id, then namespace."""
-    conf = tup.config["configurable"]
-    return conf["checkpoint_id"], conf["checkpoint_ns"]
-
-
 # -- what answers a checkpoint (pure) ----------------------------------------------------------
 
 
 class Step(enum.Enum):
     VIEW = "its current view item"
     TAIL = "the fold of the items read"
+    TRY = "the fold of the items read if it resolves every channel, else read more"
     MORE = "read another page first"
 
 
-def next_step(sv: Survey, cid: str, *, exhausted: bool, now_s: float) -> Step:
+def next_step(sv: Survey, cid: str, *, exhausted: bool, now_s: float,
+              down_to: str | None = None) -> Step:
     """How to answer checkpoint ``cid``, whose event has been read (so every item of
-    it has), from the survey of what was read."""
+    it has), from the survey of what was read; ``down_to``: the oldest checkpoint whose
+    journal items its values need (a delta chain's start), which must have been read."""
+    if down_to is not None and not exhausted and not any(c <= down_to for c in sv.present):
+        return Step.MORE
     if sv.current_view(cid, now_s) is not None:
         return Step.VIEW
     if exhausted or sv.seed_below(cid) is not None:
         return Step.TAIL
-    return Step.MORE
+    # Every item older than those read is older than every source read: a channel whose
+    # value the items read hold at or before cid resolves as the whole namespace would.
+    return Step.TRY
 
 
 def tail_answers(ns: Namespace, event: CheckpointEvent) -> bool:
     """Whether a fold of part of the namespace answers ``event`` as the whole one would
     (and every channel of it has a value: otherwise the whole namespace's fold checks
     why not)."""
-    return ns.current_view(event.checkpoint_id) is not None or ns.resolvable(event)
+    view = ns.current_view(event.checkpoint_id)
+    if view is not None and not any(
+            isinstance(v, JournalRef) for _, v, _ in view.channels.values()):
+        return True
+    return ns.resolvable(event)
 
 
 def candidates(sv: Survey, *, below: str | None, only: str | None) -> list[str]:
@@ -195,56 +112,6 @@ def candidates(sv: Survey, *, below: str | None, only: str | None) -> list[str]:
          if (below is None or c < below) and (only is None or c == only)),
         reverse=True,
     )
-
-
-# -- the items read so far ----------------------------------------------------------------------
-
-
-class Window:
-    """The items of one namespace read so far (newest first) and the pages still to read.
-
-    ``complete``: when the pages run out, every item of the namespace has been read (a
-    read bounded above by ``before`` or a checkpoint id is not)."""
-
-    def __init__(
-        self, pages: Iterable[list[Item]], *, complete: bool, items: Iterable[Item] = (),
-        exhausted: bool = False,
-    ) -> None:
-        self.items: list[Item] = []
-        self._sks: set[str] = set()
-        self._pages = iter(pages)
-        self.complete = complete
-        self.exhausted = exhausted
-        self._add(items)
-
-    @classmethod
-    def of(cls, items: Iterable[Item]) -> Window:
-        """A namespace read whole already."""
-        return cls((), complete=True, items=items, exhausted=True)
-
-    @property
-    def whole(self) -> bool:
-        return self.exhausted and self.complete
-
-    def _add(self, items: Iterable[Item]) -> None:
-        for item in items:  # a bounded read may meet an item its seed already holds
-            sk = item["SK"]["S"]
-            if sk not in self._sks:
-                self._sks.add(sk)
-                self.items.append(item)
-
-    def more(self) -> bool:
-        """Read the next page; False (and no request) once the pages have run out."""
-        page = next(self._pages, None)
-        if page is None:
-            self.exhausted = True
-            return False
-        self._add(page)
-        return True
-
-    def rest(self) -> None:
-        while self.more():
-            pass
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -259,6 +126,8 @@ class Reader:
     origins: Origins
     pool: ThreadPoolExecutor
     now: float
+    values: Values | None = None
+    """The saver's recent values: bases of delta chains the items read do not reach."""
     _chunks: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
     """pk -> commit SK -> its chunk items, each record's read once per call."""
     _removed: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -292,7 +161,28 @@ class Reader:
             for i in todo:
                 known.setdefault(i["SK"]["S"], [])
         chunks = [c for i in items if "chunks" in i for c in known[i["SK"]["S"]]]
-        return fold_partition(items + chunks, now_s=self.now, use_views=use_views)
+        fold = fold_partition(items + chunks, now_s=self.now, use_views=use_views)
+        if self.values is not None:
+            for ns_name, ns in fold.namespaces.items():
+                if ns.replayer is not None:
+                    ns.replayer.known = self.values.known(thread_id, ns_name)
+        return fold
+
+    def down_to(self, thread_id: str, ns_name: str, sv: Survey, cid: str) -> str | None:
+        """The oldest checkpoint whose journal items ``cid``'s values need (its delta
+        chains' start, the event's ``jfrom``), unless this saver holds every value of
+        those chains already (it wrote or read them): then nothing below."""
+        item = sv.events.get(cid)
+        attr = item.get("jfrom") if item is not None else None
+        start = str(attr["S"]) if attr is not None else None
+        if start is None or self.values is None:
+            return start
+        known = self.origins.recall((thread_id, ns_name, cid))
+        if known is None or not all(
+                self.values.get(thread_id, ns_name, (ch, o.version, o.source)) is not None
+                for ch, o in known[0].items() if o.needs_journal() and o.source is not None):
+            return start
+        return None
 
     def _removed_ids(self, thread_id: str, ns_name: str) -> set[str]:
         key = (thread_id, ns_name)
@@ -341,7 +231,8 @@ class Reader:
         if cid not in own_sv.events:
             return None  # the event is not there (or not visible): no such checkpoint
         below = self.store.pages(pk, between=(_keys.ns_prefix(ns_name), sk), descending=True)
-        window = Window(below, complete=False, items=items)
+        window = Window(below, complete=False, items=items, ranged=self._ranged(pk),
+                        floor=_keys.ns_prefix(ns_name))
         return next(self._answers(thread_id, ns_name, window, below=None, only=cid), None)
 
     def listing(
@@ -374,10 +265,10 @@ class Reader:
             # (ids of characters above '#'), the tombstone above it: read that apart.
             pages = self._with_tombstone(pk, ns_name, self.store.pages(
                 pk, between=(prefix, prefix + before), descending=True, first_limit=first))
-            window = Window(pages, complete=False)
+            window = Window(pages, complete=False, ranged=self._ranged(pk), floor=prefix)
         else:
             pages = self.store.pages(pk, prefix=prefix, descending=True, first_limit=first)
-            window = Window(pages, complete=True)
+            window = Window(pages, complete=True, ranged=self._ranged(pk), floor=prefix)
         return self._answers(thread_id, ns_name, window, below=before, only=None)
 
     def thread(
@@ -412,11 +303,15 @@ class Reader:
                 (ns, Window.of(items)) for ns, items in _by_namespace(upper).items() if ns
             ]
             windows.append(("", Window(_root_pages(itertools.chain([nxt], scan)),
-                                       complete=True, items=_by_namespace(upper).get("", []))))
+                                       complete=True, items=_by_namespace(upper).get("", []),
+                                       ranged=self._ranged(pk), floor=ROOT)))
             windows += [(ns, Window.of(items))
                         for ns, items in _by_namespace(lower.result()).items()]
         streams = [self._answers(thread_id, ns, w, below=before, only=only) for ns, w in windows]
         yield from heapq.merge(*streams, key=order, reverse=True)
+
+    def _ranged(self, pk: str) -> Callable[[str, str], Iterator[list[Item]]]:
+        return lambda lo, hi: self.store.pages(pk, between=(lo, hi), descending=True)
 
     def _with_tombstone(
         self, pk: str, ns_name: str, pages: Iterable[list[Item]]
@@ -439,14 +334,22 @@ class Reader:
         while True:
             sv = survey(window.items, now_s=self.now).get(ns_name, Survey())
             waiting = False
+            reach: str | None = None
             for cid in candidates(sv, below=below, only=only):
-                step = next_step(sv, cid, exhausted=window.exhausted, now_s=self.now)
+                start = self.down_to(thread_id, ns_name, sv, cid)
+                step = next_step(sv, cid, exhausted=window.exhausted, now_s=self.now,
+                                 down_to=start)
                 if step is Step.MORE:
                     waiting = True
+                    if start is not None and not any(c <= start for c in sv.present):
+                        reach = _keys.checkpoint_sk(ns_name, start)
                     break
                 # Every item of cid and of the checkpoints above it has been read.
                 self.witnesses(thread_id, ns_name, sv, at_least=cid)
                 got = self._answer(thread_id, ns_name, window, sv, cid, step, tail)
+                if got is None and step is Step.TRY:
+                    waiting = True
+                    break
                 if got is None:
                     # This checkpoint and the rest from the whole namespace's fold.
                     yield from self._from_whole(thread_id, ns_name, window, below=below,
@@ -454,12 +357,14 @@ class Reader:
                     return
                 below = cid
                 if isinstance(got, CheckpointTuple):
+                    if (start_at := sv.events[cid].get("hfrom")) is not None:
+                        self.origins.note_history((thread_id, ns_name, cid), start_at["S"])
                     yield got
                 if only is not None:
                     return
             if not waiting and only is not None and any(c < only for c in sv.events):
                 return  # read past it: it is not there (or not visible)
-            if not window.more() and not waiting:
+            if not window.more(down_to=reach) and not waiting:
                 self.witnesses(thread_id, ns_name, sv)
                 return
 
@@ -473,8 +378,11 @@ class Reader:
             if step is Step.VIEW:
                 view_item = sv.current_view(cid, self.now)
                 assert view_item is not None
-                return view_tuple(thread_id, ns_name, decode_view(view_item), self.loader,
-                                  self.origins)
+                try:
+                    return view_tuple(thread_id, ns_name, decode_view(view_item),
+                                      self.loader, self.origins)
+                except NeedsJournal:
+                    pass  # a delta: replayed from the journal items read, below
             if tail.size != len(window.items):
                 tail.fold = self.fold(thread_id, window.items, use_views=True)
                 tail.size = len(window.items)
@@ -484,7 +392,8 @@ class Reader:
                 return SKIP
             if not tail_answers(ns, event):
                 return None
-            return fold_tuple(thread_id, ns_name, ns, event, self.loader, self.origins)
+            return fold_tuple(thread_id, ns_name, ns, event, self.loader, self.origins,
+                              self.values)
         except BlobUnavailable:
             return None
 
@@ -512,12 +421,15 @@ class Reader:
                 continue
             if not ns.resolvable(ns.checkpoints[cid]):
                 self.ancestry(thread_id, ns_name, ns, cid)
+                _chains_whole(thread_id, ns_name, ns, ns.checkpoints[cid])
             while True:
                 try:
                     if with_views is not None and cause is not None:
                         _journal_holds(ns, with_views, cid, cause)
                     tup = fold_tuple(thread_id, ns_name, ns, ns.checkpoints[cid], self.loader,
-                                     self.origins)
+                                     self.origins, self.values)
+                    if (start_at := ns.checkpoints[cid].history_from) is not None:
+                        self.origins.note_history((thread_id, ns_name, cid), start_at)
                     break
                 except BlobUnavailable as e:
                     if with_views is not None:
@@ -526,6 +438,22 @@ class Reader:
                     cause, with_views = e.cause, ns
                     ns = self.fold(thread_id, items, use_views=False).namespaces[ns_name]
             yield tup
+
+
+def _chains_whole(thread_id: str, ns_name: str, ns: Namespace, event: CheckpointEvent) -> None:
+    """Raise CorruptRecordError if a channel of ``event`` is stored as a delta whose chain
+    the whole namespace does not hold (a base deleted or altered outside the journal's
+    operations; prune and delete_for_runs carry whole values first): never a checkpoint
+    with a value silently missing (I2b)."""
+    got = ns.resolve(event, event.channel_versions)
+    broken = sorted(ch for ch, v in event.channel_versions.items() if ch not in got and any(
+        c[0] <= event.checkpoint_id for c in ns.blobs.get((ch, v)) or []))
+    if broken:
+        raise CorruptRecordError(
+            f"thread {thread_id!r}, namespace {ns_name!r}, checkpoint {event.checkpoint_id}: "
+            f"channel(s) {', '.join(broken)} are stored as deltas whose base is not in the "
+            "journal: a journal item was deleted outside the journal's operations. Nothing "
+            "was read in its place.")
 
 
 def _journal_holds(journal: Namespace, with_views: Namespace, cid: str,

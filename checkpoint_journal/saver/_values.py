@@ -17,14 +17,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import errors
 from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core.blobs import BlobStore
-from checkpoint_journal._core.fold import BlobRef, Value
+from checkpoint_journal._core.delta import Chain, Full, Key, Known
+from checkpoint_journal._core.fold import BlobRef, JournalRef, Value
 from checkpoint_journal._core.store import run_parallel
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,74 @@ ORIGIN_CACHE_SIZE = 4096
 # A value larger than this share of the byte cache is not kept: it would evict the rest.
 _LARGEST_SHARE = 4
 
-Origin = tuple[Any, int]
-"""(channel version, written_at ms of the journal item that holds the value)."""
+class Origin(NamedTuple):
+    """Where a channel's value at a checkpoint is stored."""
+
+    version: Any
+    written_at_ms: int
+    """Of the journal item that holds the value."""
+    source: str | None = None
+    """Checkpoint id of the journal item holding it (None: held by a view or S3 only)."""
+    chain: Chain | None = None
+    """Its delta chain when the journal holds it (a whole value starts its own)."""
+    empty: bool = False
+    """The channel was empty at this version."""
+    seed: str | None = None
+    """The checkpoint holding this channel's value, or, while it is empty (a DeltaChannel
+    between snapshots), its nearest ancestor holding one: where a history starts."""
+
+    def needs_journal(self) -> bool:
+        """Whether reading it replays a delta chain from the journal."""
+        return self.chain is not None and self.chain.depth > 0
+
+
+class Values:
+    """Recent channel values' serialized bytes by (thread, namespace, channel, version,
+    source), with their chains: the base of the next delta (``put``) and of a chain the
+    journal items read do not reach (reads). Bounded in bytes (thread-safe)."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self._bytes = ByteCache(capacity_bytes)
+        self._chains: dict[str, tuple[str, Chain]] = {}
+        self._latest: OrderedDict[tuple[str, str, str], Key] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(thread_id: str, ns_name: str, key: Key) -> str:
+        return "\x00".join((thread_id, ns_name, key[0], repr(key[1]), key[2]))
+
+    def keep(self, thread_id: str, ns_name: str, key: Key, typed: tuple[str, bytes],
+             chain: Chain) -> None:
+        k = self._key(thread_id, ns_name, key)
+        data = typed[1]
+        with self._lock:
+            self._chains[k] = (typed[0], chain)
+            self._latest[(thread_id, ns_name, key[0])] = key
+            self._latest.move_to_end((thread_id, ns_name, key[0]))
+            while len(self._latest) > ORIGIN_CACHE_SIZE:
+                self._latest.popitem(last=False)
+            if len(self._chains) > 4 * ORIGIN_CACHE_SIZE:
+                self._chains = {c: v for c, v in self._chains.items()
+                                if self._bytes.get(c) is not None}
+        self._bytes.keep(k, data)
+
+    def get(self, thread_id: str, ns_name: str, key: Key) -> Full | None:
+        k = self._key(thread_id, ns_name, key)
+        data = self._bytes.get(k)
+        with self._lock:
+            meta = self._chains.get(k)
+        return None if data is None or meta is None else ((meta[0], data), meta[1])
+
+    def latest(self, thread_id: str, ns_name: str, channel: str) -> tuple[Key, Full] | None:
+        """The channel's value this saver kept last, whatever its version (the base for a
+        value whose previous version is empty, as a DeltaChannel's snapshot's is)."""
+        with self._lock:
+            key = self._latest.get((thread_id, ns_name, channel))
+        got = None if key is None else self.get(thread_id, ns_name, key)
+        return None if key is None or got is None else (key, got)
+
+    def known(self, thread_id: str, ns_name: str) -> Known:
+        return lambda key: self.get(thread_id, ns_name, key)
 
 
 class BlobUnavailable(Exception):
@@ -87,16 +154,41 @@ class Origins:
         self._data: OrderedDict[tuple[str, str, str], tuple[dict[str, Origin], str | None]] = (
             OrderedDict()
         )
+        self._history: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
 
     def remember(
         self, key: tuple[str, str, str], origins: dict[str, Origin], chain: str | None
     ) -> None:
         with self._lock:
+            old = self._data.get(key)
+            if old is not None:
+                # A read from a view knows less (not the journal item holding a value)
+                # than the put that wrote it: keep what the put knew.
+                origins = {ch: (o if o.source is not None or (p := old[0].get(ch)) is None
+                                or p.version != o.version else p)
+                           for ch, o in origins.items()}
             self._data[key] = (origins, chain)
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
+
+    def note_history(self, key: tuple[str, str, str], start: str) -> None:
+        """A checkpoint's DeltaChannel history starts at or after ``start`` (its event's
+        ``hfrom``): the channels' seeds, for the next put."""
+        with self._lock:
+            known = self._data.get(key)
+            if known is not None:
+                self._data[key] = ({ch: o if o.seed is not None or not o.empty
+                                    else o._replace(seed=start)
+                                    for ch, o in known[0].items()}, known[1])
+            self._history[key] = start
+            while len(self._history) > self.size:
+                self._history.pop(next(iter(self._history)))
+
+    def history_from(self, key: tuple[str, str, str]) -> str | None:
+        with self._lock:
+            return self._history.get(key)
 
     def recall(self, key: tuple[str, str, str]) -> tuple[dict[str, Origin], str | None] | None:
         with self._lock:
@@ -106,6 +198,8 @@ class Origins:
         with self._lock:
             for k in [k for k in self._data if k[0] == thread_id]:
                 del self._data[k]
+            for k in [k for k in self._history if k[0] == thread_id]:
+                del self._history[k]
 
 
 class NoBucketWarning:
@@ -149,6 +243,8 @@ class Loader:
         """A value of a view or a fold; an offloaded one must have been fetched."""
         if isinstance(v, BlobRef):
             return self._loaded[v.digest]
+        if isinstance(v, JournalRef):
+            raise AssertionError("unreachable: the fold resolves a JournalRef from the journal")
         return self.loads(v)
 
     def fetch(self, values: Iterable[Value | None]) -> None:

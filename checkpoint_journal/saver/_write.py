@@ -24,9 +24,11 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import errors, schemas
 from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.delta import Chain, Key
 from checkpoint_journal._core.items import ItemPlan, metadata_attrs, plan_items, uniq
-from checkpoint_journal.saver._values import Origin
+from checkpoint_journal.saver._values import Origin, Values
 
 # With a TTL, a channel value stored more than this fraction of the TTL ago is written
 # again with the next checkpoint instead of referenced, so the latest checkpoint of an
@@ -44,6 +46,8 @@ class Policy:
     compression: bool
     max_item_bytes: int
     ttl_seconds: int | None
+    deltas: bool = True
+    """Store a changed value as a delta against its previous version when that saves."""
 
     def expires_at(self, now: float) -> int | None:
         return None if self.ttl_seconds is None else int(now) + self.ttl_seconds
@@ -77,6 +81,8 @@ class CheckpointWrite:
     chain_hash: str | None
     config: RunnableConfig
     """What ``put`` returns."""
+    values: list[tuple[Key, tuple[str, bytes], Chain]]
+    """The serialized values it stores, to keep as the bases of the next deltas."""
 
 
 def checkpoint_write(
@@ -89,10 +95,12 @@ def checkpoint_write(
     parent_origins: dict[str, Origin] | None,
     parent_chain: str | None,
     now: float,
+    bases: Values | None = None,
 ) -> CheckpointWrite:
     """The checkpoint event of a ``put``: the channels in ``new_versions``, plus those
     whose stored value is unknown (no ``parent_origins`` for them) or, with a TTL, too
-    old to reference."""
+    old to reference. A changed value whose previous version is in ``bases`` is stored as
+    a delta against it while its chain stays within ``_delta``'s bounds."""
     thread_id, ns_name, parent_id = _keys.from_config(config)
     cid = _keys.new_checkpoint_id(checkpoint.get("id"))
     pk = _keys.thread_pk(thread_id)
@@ -112,22 +120,32 @@ def checkpoint_write(
         origin = (parent_origins or {}).get(ch)
         known = origin if origin is not None and origin[0] == ver else None
         if ttl is not None and (
-            known is None or (now_ms - known[1]) > TTL_RECARRY_FRACTION * ttl * 1000
+            known is None or (now_ms - _oldest(known)) > TTL_RECARRY_FRACTION * ttl * 1000
         ):
             to_store[ch] = ver  # re-carry: write it again rather than reference
             continue
         if known is not None:
-            origins[ch] = known
+            # A DeltaChannel history walks from a checkpoint whose value is not empty.
+            origins[ch] = known if known.empty else known._replace(seed=cid)
             if visible_until is not None and ttl is not None:
-                visible_until = min(visible_until, known[1] // 1000 + ttl)
+                visible_until = min(visible_until, _oldest(known) // 1000 + ttl)
     blobs = []
+    kept: list[tuple[Key, tuple[str, bytes], Chain]] = []
     for ch, ver in to_store.items():
-        blobs.append({
-            "channel": ch,
-            "version": ver,
-            "value": policy.dumps(values[ch], f"channel {ch!r}") if ch in values else None,
-        })
-        origins[ch] = (ver, now_ms)
+        if ch not in values:
+            blobs.append({"channel": ch, "version": ver, "value": None})
+            before = (parent_origins or {}).get(ch)
+            origins[ch] = Origin(ver, now_ms, empty=True,
+                                 seed=None if before is None else before.seed)
+            continue
+        typed = policy.dumps(values[ch], f"channel {ch!r}")
+        stored, chain = _as_delta(policy, typed, ch, (parent_origins or {}).get(ch), bases,
+                                  (thread_id, ns_name), cid, now_ms)
+        blobs.append({"channel": ch, "version": ver, "value": stored})
+        origins[ch] = Origin(ver, now_ms, cid, chain, seed=cid)
+        kept.append(((ch, ver, cid), (typed["type"], typed["data"]), chain))
+        if visible_until is not None and ttl is not None:
+            visible_until = min(visible_until, chain.start_ms // 1000 + ttl)
     stored_checkpoint = {k: v for k, v in checkpoint.items() if k != "channel_values"}
     md = get_checkpoint_metadata(config, metadata)
     record: dict[str, Any] = {
@@ -146,6 +164,13 @@ def checkpoint_write(
     extra = metadata_attrs(md)
     if parent_id:
         extra["parent"] = {"S": parent_id}
+    chained = [o.chain.start for o in origins.values() if o.needs_journal() and o.chain]
+    if chained:
+        # A reader replays these channels' deltas from the journal from here up.
+        extra["jfrom"] = {"S": min(chained)}
+    start = history_start(md, parent_origins)
+    if start is not None:
+        extra["hfrom"] = {"S": start}
     if visible_until is not None and visible_until != expires_at:
         extra["visible_until"] = {"N": str(visible_until)}
     plan = plan_items(
@@ -161,7 +186,61 @@ def checkpoint_write(
         config={"configurable": {
             "thread_id": thread_id, "checkpoint_ns": ns_name, "checkpoint_id": cid,
         }},
+        values=kept,
     )
+
+
+def history_start(md: Any, parent_origins: dict[str, Origin] | None) -> str | None:
+    """Where a DeltaChannel history of the new checkpoint starts (reads from): the oldest
+    of its DeltaChannels' seeds at its parent, when the saver knows them all (LangGraph
+    names the DeltaChannels in ``counters_since_delta_snapshot``)."""
+    counters = md.get("counters_since_delta_snapshot") if isinstance(md, dict) else None
+    if not isinstance(counters, dict) or not counters or not parent_origins:
+        return None
+    seeds = [parent_origins[ch].seed if ch in parent_origins else None for ch in counters]
+    return None if any(s is None for s in seeds) else min(s for s in seeds if s is not None)
+
+
+def _oldest(origin: Origin) -> int:
+    """written_at (ms) of the oldest journal item a value needs: its chain's start."""
+    if origin.needs_journal() and origin.chain is not None:
+        return origin.chain.start_ms
+    return origin.written_at_ms
+
+
+def _as_delta(
+    policy: Policy, typed: dict[str, Any], channel: str, parent: Origin | None,
+    bases: Values | None, where: tuple[str, str], cid: str, now_ms: int,
+) -> tuple[dict[str, Any], Chain]:
+    """``typed`` as stored: a delta against the parent's value of the channel when the
+    saver holds that value's bytes, it is large enough to gain, its chain is young enough
+    for a TTL and within the bounds; else whole (a new chain)."""
+    whole = (typed, Chain(cid, now_ms, len(typed["data"]), 0, 0))
+    if not policy.deltas or bases is None or len(typed["data"]) < _delta.MIN_BYTES:
+        return whole
+    found = None
+    if parent is not None and parent.source is not None:
+        key: Key = (channel, parent.version, parent.source)
+        got = bases.get(where[0], where[1], key)
+        found = None if got is None else (key, got)
+    elif parent is None or parent.chain is None:
+        # Empty before (a DeltaChannel between snapshots): the channel's last value this
+        # saver holds, so that a snapshot costs what changed since the one before.
+        found = bases.latest(where[0], where[1], channel)
+    if found is None:
+        return whole  # another worker's value, not read here: start a new chain
+    (_, base_version, base_source), ((_, data), chain) = found
+    ttl = policy.ttl_seconds
+    if chain.depth >= _delta.MAX_DEPTH or (
+        ttl is not None and now_ms - chain.start_ms > TTL_RECARRY_FRACTION * ttl * 1000
+    ):
+        return whole
+    made = _delta.make(typed["type"], typed["data"], data, base_version, base_source)
+    if made is None or chain.deltas + len(made[1]) > _delta.SNAPSHOT_RATIO * chain.whole:
+        return whole
+    return ({"type": made[0], "data": made[1]},
+            Chain(chain.start, chain.start_ms, chain.whole, chain.deltas + len(made[1]),
+                  chain.depth + 1))
 
 
 def writes_write(

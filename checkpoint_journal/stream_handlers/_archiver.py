@@ -18,8 +18,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from checkpoint_journal._core import aws

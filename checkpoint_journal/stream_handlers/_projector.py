@@ -30,11 +30,11 @@ from checkpoint_journal._core.fold import (
     fold_partition,
     hidden_keys,
     removed_ids,
-    survey,
 )
 from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
+from checkpoint_journal._core.survey import survey
 from checkpoint_journal.stream_handlers._lambda import journal_key
 from checkpoint_journal.stream_handlers._view import ViewItems, build_view, head_item
 
@@ -197,7 +197,7 @@ class Projector:
         fold = fold_partition(items, now_s=now, use_views=True)
         ns = fold.namespaces.get(ns_name) or Namespace()
         if not whole and not all(
-            ns.current_view(c) is not None or ns.resolvable(e) for c, e in ns.checkpoints.items()
+            ns.current_view(c) is not None or ns.resolvable(e, raw=True) for c, e in ns.checkpoints.items()
         ):
             # A value older than the tail's starting view (a fork reusing an old version):
             # fold the whole namespace instead.

@@ -18,6 +18,7 @@ from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import (
     BlobRef,
     CheckpointEvent,
+    JournalRef,
     Namespace,
     Value,
     value_record,
@@ -80,8 +81,8 @@ def build_view(
              if ref.key.startswith(prefix)}
 
     def place(value: Value, *, force: bool = False) -> Value:
-        if isinstance(value, BlobRef):
-            return value
+        if isinstance(value, (BlobRef, JournalRef)):
+            return value  # in S3 already, or a delta the journal holds: not repeated here
         packed = _blobs.pack(value[1])
         if force or len(packed[0]) >= limit:
             off = _offload(thread_id, ns_name, incarnation, value, packed)
@@ -91,7 +92,7 @@ def build_view(
             return off.ref
         return value
 
-    resolved = ns.resolve(event, event.channel_versions)
+    resolved = ns.resolve(event, event.channel_versions, raw=True)
     channels: dict[str, tuple[Any, Value | None, int]] = {
         ch: (r.version, None if r.value is None else place(r.value), r.written_at_ms)
         for ch, r in sorted(resolved.items())
@@ -139,10 +140,10 @@ def build_view(
     while item_size(item) > max_item_bytes - _VIEW_HEADROOM:
         inline = [
             (len(v[1]), "c", ch) for ch, (_, v, _) in channels.items()
-            if v is not None and not isinstance(v, BlobRef)
+            if v is not None and not isinstance(v, (BlobRef, JournalRef))
         ] + [
             (len(v[1]), "w", str(i)) for i, (_, v) in enumerate(writes)
-            if not isinstance(v, BlobRef)
+            if not isinstance(v, (BlobRef, JournalRef))
         ]
         if not inline:
             raise ValueError(f"view of {cid} does not fit an item even with every value in S3")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
+import random
 import sys
 import uuid
 from collections.abc import Iterator
@@ -32,13 +33,23 @@ class World:
     chat: str
     erased: str
     secret: str
+    long: str
+
+
+def _words(n: int, seed: int) -> str:
+    rnd = random.Random(seed)
+    return " ".join(f"w{rnd.randrange(50_000)}" for _ in range(n))
 
 
 @pytest.fixture(scope="module")
 def world(deployment: LocalDeployment) -> Iterator[World]:
     run = uuid.uuid4().hex[:8]
     chat, erased, secret = f"export-chat-{run}", f"export-erased-{run}", f"secret-{run}"
+    long = f"export-long-{run}"
     with deployment.saver() as saver:
+        for turn in range(4):  # a growing channel: stored as deltas after the first
+            build_chat(saver).invoke({"messages": [_words(400, turn)]},
+                                     {"configurable": {"thread_id": long}})
         graph = build_chat(saver)
         for turn in ("hello", "again"):
             graph.invoke({"messages": [turn]}, {"configurable": {"thread_id": chat},
@@ -46,7 +57,7 @@ def world(deployment: LocalDeployment) -> Iterator[World]:
         graph.invoke({"messages": [secret]}, {"configurable": {"thread_id": erased}})
         saver.delete_thread(erased)
     deployment.drain()
-    yield World(deployment, chat, erased, secret)
+    yield World(deployment, chat, erased, secret, long)
 
 
 @pytest.fixture
@@ -190,3 +201,24 @@ def test_usage_errors_exit_2(world: World, cli: Any, monkeypatch: pytest.MonkeyP
 def test_aws_errors_exit_1(world: World, cli: Any) -> None:
     missing = cli("--thread", world.chat, "--bucket", f"no-such-bucket-{uuid.uuid4().hex[:8]}")
     assert missing.code == 1 and "does not exist" in missing.err
+
+
+def test_values_stored_as_deltas_are_exported_whole(world: World, cli: Any) -> None:
+    result = cli("--thread", world.long)
+    assert result.code == 0, result.err
+    blobs = [(d["checkpoint_id"], b) for d in result.lines() if d["kind"] == "C"
+             for b in d["record"]["blobs"] if b["channel"] == "messages"]
+    stored = [i["body"]["B"] for i in partition(world.dep, world.long)
+              if i["kind"]["S"] == "C"]
+    assert stored and any(b"jd1:" in zstd_body for zstd_body in _plain(stored))
+    assert all("delta_of" not in b and b["value"]["error"] is None for _, b in blobs)
+    last = max(blobs, key=lambda x: x[0])[1]["value"]
+    assert last["type"] == "msgpack" and last["value"][-1].startswith("echo:w")
+    assert len(last["value"]) == 8
+
+
+def _plain(bodies: list[bytes]) -> list[bytes]:
+    import zstandard
+
+    return [zstandard.ZstdDecompressor().decompress(b, max_output_size=1 << 24)
+            if b[:4] == b"\x28\xb5\x2f\xfd" else b for b in bodies]

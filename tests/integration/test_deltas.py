@@ -1,0 +1,199 @@
+"""Saver-side deltas (issue 12): a growing channel costs what changed per step, and every
+read returns exactly the state InMemorySaver holds, whoever reads it (the writer, or a
+worker that never saw the thread), with the projector lagging, caught up or absent."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+
+from checkpoint_journal import errors
+from checkpoint_journal._core import delta as _delta
+from checkpoint_journal._core import keys as _keys
+from checkpoint_journal._core.fold import fold_partition
+from checkpoint_journal.local import LocalDeployment
+from tests.integration.tables import partition
+
+TURNS = 14
+
+
+def _append(a: list[str], b: list[str]) -> list[str]:
+    return a + b
+
+
+class Chat(TypedDict, total=False):
+    log: Annotated[list[str], _append]
+    turn: int
+
+
+def _words(n: int, seed: int) -> str:
+    rnd = random.Random(seed)
+    return " ".join(f"w{rnd.randrange(50_000)}" for _ in range(n))
+
+
+def _tool(state: Chat) -> dict[str, Any]:
+    t = state.get("turn", 0)
+    return {"log": [f"tool {t}: " + _words(250, t)]}  # ~1.7 KB per turn
+
+
+def _answer(state: Chat) -> dict[str, Any]:
+    t = state.get("turn", 0)
+    return {"log": [f"answer {t}: " + _words(150, 10_000 + t)], "turn": t + 1}
+
+
+def _graph(saver: Any) -> Any:
+    g = StateGraph(Chat)
+    g.add_node("tool", _tool)
+    g.add_node("answer", _answer)
+    g.add_edge(START, "tool")
+    g.add_edge("tool", "answer")
+    g.add_edge("answer", END)
+    return g.compile(checkpointer=saver)
+
+
+def _run(saver: Any, thread: str, turns: int, after_turn: Callable[[], None] = lambda: None,
+         ) -> Any:
+    graph = _graph(saver)
+    cfg = {"configurable": {"thread_id": thread}}
+    for i in range(turns):
+        graph.invoke({"log": [f"user {i}: " + _words(30, 20_000 + i)]}, cfg)
+        after_turn()
+    return graph
+
+
+def _observed(graph: Any, thread: str) -> tuple[Any, list[Any]]:
+    cfg = {"configurable": {"thread_id": thread}}
+    history = [(s.values, s.next, s.metadata.get("step")) for s in graph.get_state_history(cfg)]
+    return graph.get_state(cfg).values, history
+
+
+def _event_bytes(dep: LocalDeployment, thread: str) -> tuple[int, int]:
+    """(bytes of the checkpoint events' records, how many channel values are deltas)."""
+    items = partition(dep, thread)
+    size = sum(len(i["body"]["B"]) for i in items
+               if i.get("kind", {}).get("S") == _keys.KIND_CHECKPOINT and "body" in i)
+    size += sum(len(i["body"]["B"]) for i in items
+                if i.get("kind", {}).get("S") == _keys.KIND_CHUNK)
+    fold = fold_partition(items, now_s=0)
+    deltas = sum(1 for ns in fold.namespaces.values() for v in ns.journal.values()
+                 if v is not None and _delta.is_delta(v))
+    return size, deltas
+
+
+@pytest.fixture(scope="module")
+def expected() -> tuple[Any, list[Any]]:
+    return _observed(_run(InMemorySaver(), "t", TURNS), "t")
+
+
+def test_a_long_chat_stores_what_changed_and_reads_back_exactly(
+    deployment: LocalDeployment, expected: tuple[Any, list[Any]]
+) -> None:
+    plain, chained = f"plain-{uuid.uuid4()}", f"deltas-{uuid.uuid4()}"
+    with deployment.saver(deltas=False) as saver:
+        _run(saver, plain, TURNS)
+    with deployment.saver() as saver:
+        graph = _run(saver, chained, TURNS)
+        # The writer itself, the projector lagging behind (not drained yet).
+        assert _observed(graph, chained) == expected
+    whole, none = _event_bytes(deployment, plain)
+    stored, deltas = _event_bytes(deployment, chained)
+    assert none == 0 and deltas > TURNS
+    # Stored whole, the log costs the conversation so far at every step (quadratic);
+    # as deltas, about what each step added.
+    assert stored < whole / 3, (stored, whole)
+    deployment.drain(timeout=60)
+    for reader in (deployment.saver(), deployment.saver(value_cache_bytes=0)):
+        with reader:  # workers that never saw the thread: views point into the journal
+            assert _observed(_graph(reader), chained) == expected
+
+
+def test_without_the_projector_reads_replay_the_journal(
+    expected: tuple[Any, list[Any]],
+) -> None:
+    with LocalDeployment(backend="dynamodb-local", handlers=False) as dep:
+        with dep.saver() as saver:
+            assert _observed(_run(saver, "t", TURNS), "t") == expected
+        with dep.saver() as other:
+            assert _observed(_graph(other), "t") == expected
+            # One more turn by a worker that only read the thread: it continues the
+            # chain from what it read, and a third worker reads the same.
+            _graph(other).invoke({"log": ["more"]}, {"configurable": {"thread_id": "t"}})
+            after = _graph(other).get_state({"configurable": {"thread_id": "t"}}).values
+        with dep.saver() as third:
+            assert _graph(third).get_state({"configurable": {"thread_id": "t"}}).values == after
+        assert after["log"][-1] == "answer 14: " + _words(150, 10_014)
+
+
+def test_prune_and_delete_for_runs_keep_every_remaining_value_exact(
+    ddb_local_deployment: LocalDeployment, expected: tuple[Any, list[Any]]
+) -> None:
+    dep = ddb_local_deployment
+    thread, runs = f"prune-{uuid.uuid4()}", f"runs-{uuid.uuid4()}"
+    with dep.saver() as saver:
+        _run(saver, thread, TURNS)
+        graph = _graph(saver)
+        cfg = {"configurable": {"thread_id": runs}}
+        run_ids = []
+        for i in range(6):
+            run_id = str(uuid.uuid4())
+            run_ids.append(run_id)
+            graph.invoke({"log": [f"user {i}: " + _words(30, 20_000 + i)]},
+                         {**cfg, "metadata": {"run_id": run_id}})
+        before = {s.config["configurable"]["checkpoint_id"]: s.values
+                  for s in graph.get_state_history(cfg)}
+        saver.prune([thread])
+        dep.drain(timeout=60)  # delete_for_runs finds runs through the projector's index
+        saver.delete_for_runs(run_ids[1:3])  # the middle of every chain
+    dep.drain(timeout=60)
+    with dep.saver() as fresh:
+        assert _graph(fresh).get_state({"configurable": {"thread_id": thread}}).values == (
+            expected[0])
+        after = {s.config["configurable"]["checkpoint_id"]: s.values
+                 for s in _graph(fresh).get_state_history(cfg)}
+    assert after and set(after) < set(before)
+    assert all(after[c] == before[c] for c in after)
+
+
+def test_a_delta_whose_base_is_gone_is_an_error_not_other_data(
+    ddb_local_deployment: LocalDeployment,
+) -> None:
+    dep = ddb_local_deployment
+    thread = f"torn-{uuid.uuid4()}"
+    with dep.saver() as saver:
+        _run(saver, thread, 6)
+    dep.drain(timeout=60)
+    items = partition(dep, thread)
+    fold = fold_partition(items, now_s=0)
+    ns = fold.namespaces[""]
+    latest = ns.checkpoints[max(ns.checkpoints)]
+    version = latest.channel_versions["log"]
+    source = ns.resolve(latest, {"log": version}, raw=True)["log"].source
+    links = []  # the latest value's chain, newest first
+    while _delta.is_delta(stored := ns.journal[("log", version, source)] or ("", b"")):
+        d = _delta.parse(stored, "test")
+        links.append(source)
+        version, source = d.base_version, d.base_source
+    assert len(links) >= 3, links
+    victim = links[len(links) // 2]  # a link in the middle of the chain, every item of it
+    ddb = dep.client("dynamodb")
+    for i in items:
+        if _keys.owner(i["SK"]["S"]) == ("", victim):
+            ddb.delete_item(TableName=dep.table_name, Key={"PK": i["PK"], "SK": i["SK"]})
+    with dep.saver() as fresh, pytest.raises(errors.CorruptRecordError, match="outside"):
+        _graph(fresh).get_state({"configurable": {"thread_id": thread}})
+
+
+def test_a_saver_with_deltas_off_reads_a_thread_written_with_them(
+    moto_deployment: LocalDeployment, expected: tuple[Any, list[Any]],
+) -> None:
+    thread = f"mixed-{uuid.uuid4()}"
+    with moto_deployment.saver() as saver:
+        _run(saver, thread, TURNS)
+    with moto_deployment.saver(deltas=False) as plain:
+        assert _observed(_graph(plain), thread) == expected
