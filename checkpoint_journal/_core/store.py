@@ -325,8 +325,10 @@ class DynamoJournalStore:
             kw["Limit"] = limit  # every page
         return self._query(kw, f"query {index}")
 
-    def keys(self, pk: str, sk_prefix: str) -> list[tuple[str, str]]:
-        """Keys only (no bodies) of a partition under a prefix, for deletes."""
+    def keys(self, pk: str, sk_prefix: str, *,
+             between: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+        """Keys only (no bodies) of a partition under a prefix (or in an inclusive range):
+        for deletes, and for a read that holds the items' content already."""
         kw: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
@@ -335,7 +337,11 @@ class DynamoJournalStore:
             "ProjectionExpression": "#pk, #sk",
             "ConsistentRead": True,
         }
-        if not sk_prefix:  # the whole partition (DynamoDB refuses an empty prefix)
+        if between is not None:
+            kw["KeyConditionExpression"] = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+            kw["ExpressionAttributeValues"] = {
+                ":pk": {"S": pk}, ":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
+        elif not sk_prefix:  # the whole partition (DynamoDB refuses an empty prefix)
             kw["KeyConditionExpression"] = "#pk = :pk"
             kw["ExpressionAttributeValues"] = {":pk": {"S": pk}}
         return [(i["PK"]["S"], i["SK"]["S"])

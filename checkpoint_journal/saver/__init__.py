@@ -56,6 +56,7 @@ from checkpoint_journal.saver import (
 )
 from checkpoint_journal.saver._values import (
     ByteCache,
+    Items,
     Loader,
     NoBucketWarning,
     Origins,
@@ -175,6 +176,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._blob_bytes = ByteCache(blob_cache_bytes)
         self.deltas = deltas
         self._values = Values(value_cache_bytes)
+        self._items = Items(value_cache_bytes)
         self._no_bucket = NoBucketWarning()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -227,7 +229,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         blobs = BlobStore(self._s3, self.bucket) if self.bucket else None
         loader = Loader(self.serde, blobs, self._blob_bytes, self._pool, self._no_bucket)
         return _read.Reader(self._store, loader, self._origins, self._pool, self._now(),
-                            self._values)
+                            self._values, self._items)
 
     def _fold_thread(self, thread_id: str) -> Fold:
         """Every namespace of a thread, folded from its journal alone (maintenance)."""
@@ -362,6 +364,9 @@ class JournalSaver(BaseCheckpointSaver[str]):
             written = plan((first + 0.5) / 1000)  # the first attempt's time, to the ms
             self._append_event(written.plan, thread_id)
         self._origins.remember(written.key, written.origins, written.chain_hash)
+        self._items.keep([*written.plan.chunks, written.plan.commit])
+        if (start := written.plan.commit.get("hfrom")) is not None:
+            self._origins.note_history(written.key, start["S"])
         for key, data, chain in written.values:
             self._values.keep(thread_id, ns_name, key, data, chain)
         return written.config
@@ -375,9 +380,10 @@ class JournalSaver(BaseCheckpointSaver[str]):
     ) -> None:
         """Append one writes event; LangGraph's dedup rules are applied when folding."""
         if writes:
-            self._append_event(_write.writes_write(
-                self._policy(), config, writes, task_id, task_path, now=self._now()),
-                _keys.from_config(config)[0])
+            plan = _write.writes_write(
+                self._policy(), config, writes, task_id, task_path, now=self._now())
+            self._append_event(plan, _keys.from_config(config)[0])
+            self._items.keep([*plan.chunks, plan.commit])
 
     def _append_event(self, plan: ItemPlan, thread_id: str) -> None:
         """Store the items of one ``put`` or ``put_writes`` of ``thread_id``. A writer of
@@ -420,6 +426,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
 
         DynamoKeyStore(self._store.client, self._store.table).delete(thread_id)
         self._origins.forget_thread(thread_id)
+        self._items.forget_thread(_keys.thread_pk(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by the given runs, except
@@ -466,6 +473,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._store.delete_keys([(p, sk) for p, sk in self._store.keys(pk, "")
                                  if _maintenance.doomed(sk, keep, remove)])
         self._origins.forget_thread(thread_id)
+        self._items.forget_thread(_keys.thread_pk(thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every visible checkpoint and pending write to another thread."""

@@ -36,7 +36,7 @@ from checkpoint_journal._core.fold import (
 from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.survey import Survey, survey
 from checkpoint_journal.errors import CorruptRecordError, JournalError
-from checkpoint_journal.saver._read import Reader
+from checkpoint_journal.saver._read import ITEMS_PER_CHECKPOINT, Reader
 from checkpoint_journal.saver._values import BlobUnavailable
 
 
@@ -150,25 +150,32 @@ def read_chain(
     # the checkpoint was read): exactly that range, in one Query unless over 1 MB.
     start = reader.origins.history_from((thread_id, ns_name, cid)) if cid else None
     if cid and start is not None and start < cid:
-        tomb = reader.pool.submit(store.get, pk, _keys.tombstone_sk(ns_name))
         lo = _keys.checkpoint_sk(ns_name, start)
-        first = [i for page in store.pages(
-            pk, between=(lo, _keys.checkpoint_sk(ns_name, cid) + "#~"), descending=True)
-            for i in page]
+        first = _held_or_read(reader, pk, ns_name, lo, _keys.checkpoint_sk(ns_name, cid) + "#~")
         pages = ([i for i in page if i["SK"]["S"] < lo] for page in store.pages(
             pk, between=(prefix, lo), descending=True))  # read only if the walk needs more
         floor = lo
-        if (t := tomb.result()) is not None:
-            items.append(t)
     elif cid:
-        # The checkpoint's own items and everything below; its namespace's tombstone
-        # (above them) alongside, in parallel: one round trip.
+        # The checkpoint's own items first, its namespace's tombstone (above them)
+        # alongside, in parallel: one round trip. Its event says where its history starts
+        # (``hfrom``): then exactly that range, else everything below, page by page.
         tomb = reader.pool.submit(store.get, pk, _keys.tombstone_sk(ns_name))
-        pages = iter(store.pages(
-            pk, between=(prefix, _keys.checkpoint_sk(ns_name, cid) + "#~"), descending=True))
-        first = next(pages, [])
+        target = _keys.checkpoint_sk(ns_name, cid)
+        first = next(iter(store.pages(pk, between=(prefix, target + "#~"), descending=True,
+                                      first_limit=ITEMS_PER_CHECKPOINT)), [])
         if (t := tomb.result()) is not None:
             items.append(t)
+        lowest = first[-1]["SK"]["S"] if first else target + "#~"
+        event = next((i for i in first if i["SK"]["S"] == target), None)
+        hint = event["hfrom"]["S"] if event is not None and "hfrom" in event else None
+        if hint is not None and _keys.checkpoint_sk(ns_name, hint) < lowest:
+            floor = _keys.checkpoint_sk(ns_name, hint)
+            first = first + [i for page in store.pages(
+                pk, between=(floor, lowest), descending=True) for i in page
+                if i["SK"]["S"] < lowest]
+            lowest = floor
+        pages = ([i for i in page if i["SK"]["S"] < lowest] for page in store.pages(
+            pk, between=(prefix, lowest), descending=True))
     else:
         pages = iter(store.pages(pk, prefix=prefix, descending=True))
         first = next(pages, [])
@@ -206,6 +213,35 @@ def read_chain(
             use_views, with_views, cause = False, found, e.cause
             continue
         return found
+
+
+def _held_or_read(reader: Reader, pk: str, ns_name: str, lo: str, hi: str) -> list[Item]:
+    """The journal items with keys in [lo, hi], newest first, and the namespace's
+    tombstone if it has one: their keys by one keys-only Query (up to the tombstone's
+    key), the content of those the saver holds (it wrote or read them; journal items never
+    change) from memory, the others read. Views are left out: a history needs only the
+    events and the writes."""
+    held = reader.items
+    tomb_sk = _keys.tombstone_sk(ns_name)
+    if held is None or held.get(pk, hi[:-2]) is None:
+        # Not this saver's own recent items: read them, the tombstone's key included.
+        read = [i for page in reader.store.pages(pk, between=(lo, tomb_sk), descending=True)
+                for i in page if i["SK"]["S"] <= hi or i["SK"]["S"] == tomb_sk]
+        if held is not None:
+            held.keep(read)
+        return read
+    listed = [sk for _, sk in reader.store.keys(pk, "", between=(lo, tomb_sk))]
+    keys = sorted((sk for sk in listed if sk <= hi
+                   and not sk.endswith("#" + _keys.KIND_VIEW)), reverse=True)
+    found = {sk: item for sk in keys if (item := held.get(pk, sk)) is not None}
+    missing = [sk for sk in keys if sk not in found]
+    if missing:
+        read = [i for page in reader.store.pages(pk, between=(min(missing), max(missing)))
+                for i in page if i["SK"]["S"] in set(missing)]
+        held.keep(read)
+        found.update((i["SK"]["S"], i) for i in read)
+    tomb = reader.store.get(pk, tomb_sk) if tomb_sk in listed else None
+    return ([tomb] if tomb is not None else []) + [found[sk] for sk in keys if sk in found]
 
 
 def _decide(

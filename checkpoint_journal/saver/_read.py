@@ -49,7 +49,13 @@ from checkpoint_journal.saver._tuples import (
     order,
     view_tuple,
 )
-from checkpoint_journal.saver._values import BlobUnavailable, Loader, Origins, Values
+from checkpoint_journal.saver._values import (
+    BlobUnavailable,
+    Items,
+    Loader,
+    Origins,
+    Values,
+)
 from checkpoint_journal.saver._window import Window
 
 # Items one checkpoint usually has in its namespace: its event, its view and a few
@@ -128,6 +134,8 @@ class Reader:
     now: float
     values: Values | None = None
     """The saver's recent values: bases of delta chains the items read do not reach."""
+    items: Items | None = None
+    """Journal items the saver wrote or read: a range whose keys it holds is not re-read."""
     _chunks: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
     """pk -> commit SK -> its chunk items, each record's read once per call."""
     _removed: dict[tuple[str, str], set[str]] = field(default_factory=dict)

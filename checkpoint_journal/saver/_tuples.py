@@ -47,8 +47,7 @@ def view_tuple(
     return _tuple(
         thread_id, ns_name, view.checkpoint_id, view.parent_checkpoint_id,
         loader.loads(view.checkpoint), view.metadata,
-        {ch: Placed(ver, v, Origin(ver, at, empty=v is None,
-                                   seed=None if v is None else view.checkpoint_id))
+        {ch: Placed(ver, v, Origin(ver, at, empty=v is None))
          for ch, (ver, v, at) in view.channels.items()},
         [(w.task_id, w.channel, w.value) for w in view.writes], view.chain_hash,
         loader, origins, None,
@@ -73,7 +72,8 @@ def fold_tuple(
         event.metadata,
         {ch: Placed(r.version, r.value, Origin(
             r.version, r.written_at_ms, r.source if r.chain else None, r.chain,
-            empty=r.value is None, seed=None if r.value is None else event.checkpoint_id))
+            empty=r.value is None, seed=None if r.value is None or r.chain is None
+            else r.source))
          for ch, r in resolved.items()},
         [(w.task_id, w.channel, w.value) for w in ns.writes.get(event.checkpoint_id, [])],
         event.chain_hash, loader, origins, values,

@@ -26,6 +26,7 @@ from checkpoint_journal._core import blobs as _blobs
 from checkpoint_journal._core.blobs import BlobStore
 from checkpoint_journal._core.delta import Chain, Full, Key, Known
 from checkpoint_journal._core.fold import BlobRef, JournalRef, Value
+from checkpoint_journal._core.items import Item
 from checkpoint_journal._core.store import run_parallel
 
 logger = logging.getLogger(__name__)
@@ -288,3 +289,44 @@ class Loader:
         for digest, data in run_parallel([lambda r=r: get(r) for r in todo.values()], self._pool):  # type: ignore[misc]
             self._cache.keep(digest, data)
             self._loaded[digest] = self.loads((todo[digest].type, data))
+
+
+class Items:
+    """Journal items this saver wrote or read, by key, bounded in bytes (thread-safe).
+
+    Journal items are immutable and their keys unique (checkpoint ids, write suffixes),
+    so an item held here is the item in the table for as long as the table holds that
+    key: a read that lists a range's keys (a small, keys-only Query) takes the content of
+    the keys it holds from here, and reads only the others."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._data: OrderedDict[tuple[str, str], tuple[Item, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def keep(self, items: Iterable[Item]) -> None:
+        with self._lock:
+            for item in items:
+                key = (item["PK"]["S"], item["SK"]["S"])
+                size = len(item.get("body", {}).get("B", b"")) + 256
+                if key in self._data or size > self.capacity_bytes // _LARGEST_SHARE:
+                    continue
+                self._data[key] = (item, size)
+                self._size += size
+            while self._size > self.capacity_bytes and self._data:
+                _, (_, size) = self._data.popitem(last=False)
+                self._size -= size
+
+    def get(self, pk: str, sk: str) -> Item | None:
+        with self._lock:
+            got = self._data.get((pk, sk))
+            if got is None:
+                return None
+            self._data.move_to_end((pk, sk))
+            return got[0]
+
+    def forget_thread(self, pk: str) -> None:
+        with self._lock:
+            for key in [k for k in self._data if k[0] == pk]:
+                self._size -= self._data.pop(key)[1]

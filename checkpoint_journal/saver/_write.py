@@ -34,6 +34,9 @@ from checkpoint_journal.saver._values import Origin, Values
 # again with the next checkpoint instead of referenced, so the latest checkpoint of an
 # active thread stays readable for at least (1 - fraction) * ttl after it is written.
 TTL_RECARRY_FRACTION = 0.1
+# A DeltaChannel seed before every checkpoint id (uuid6, hex): its history starts at the
+# namespace's first checkpoint.
+ROOT_SEED = "0"
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,9 @@ def checkpoint_write(
             to_store[ch] = ver  # re-carry: write it again rather than reference
             continue
         if known is not None:
-            # A DeltaChannel history walks from a checkpoint whose value is not empty.
-            origins[ch] = known if known.empty else known._replace(seed=cid)
+            # A DeltaChannel history ends at a checkpoint whose value is not empty, and
+            # reads from the journal item holding that value.
+            origins[ch] = known if known.empty else known._replace(seed=known.source)
             if visible_until is not None and ttl is not None:
                 visible_until = min(visible_until, _oldest(known) // 1000 + ttl)
     blobs = []
@@ -135,8 +139,11 @@ def checkpoint_write(
         if ch not in values:
             blobs.append({"channel": ch, "version": ver, "value": None})
             before = (parent_origins or {}).get(ch)
-            origins[ch] = Origin(ver, now_ms, empty=True,
-                                 seed=None if before is None else before.seed)
+            # Never stored in this lineage (the parent had no version of it): the
+            # history of it starts at the namespace's first checkpoint.
+            origins[ch] = Origin(ver, now_ms, empty=True, seed=(
+                before.seed if before is not None else ROOT_SEED if parent_origins is not None
+                else None))
             continue
         typed = policy.dumps(values[ch], f"channel {ch!r}")
         stored, chain = _as_delta(policy, typed, ch, (parent_origins or {}).get(ch), bases,
@@ -197,7 +204,7 @@ def history_start(md: Any, parent_origins: dict[str, Origin] | None) -> str | No
     counters = md.get("counters_since_delta_snapshot") if isinstance(md, dict) else None
     if not isinstance(counters, dict) or not counters or not parent_origins:
         return None
-    seeds = [parent_origins[ch].seed if ch in parent_origins else None for ch in counters]
+    seeds = [parent_origins[ch].seed if ch in parent_origins else ROOT_SEED for ch in counters]
     return None if any(s is None for s in seeds) else min(s for s in seeds if s is not None)
 
 

@@ -23,6 +23,7 @@ from langgraph.graph import END, START, StateGraph
 from checkpoint_journal import JournalSaver, errors
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.local import LocalDeployment
+from tests.integration.tables import partition
 
 
 def _cfg(thread: str, cid: str | None = None, ns: str = "") -> dict[str, Any]:
@@ -33,23 +34,33 @@ def _cfg(thread: str, cid: str | None = None, ns: str = "") -> dict[str, Any]:
 
 
 def _put(saver: JournalSaver, thread: str, parent: dict[str, Any] | None,
-         values: dict[str, Any], versions: dict[str, int], step: int) -> dict[str, Any]:
+         values: dict[str, Any], versions: dict[str, int], step: int,
+         new: dict[str, int] | None = None, **md: Any) -> dict[str, Any]:
     cp = Checkpoint(v=1, id=str(uuid6(clock_seq=-1)), ts="", channel_values=values,
                     channel_versions=versions, versions_seen={}, updated_channels=None)
     config = _cfg(thread, parent["configurable"]["checkpoint_id"] if parent else None)
-    return saver.put(config, cp, {"source": "loop", "step": step}, dict(versions))
+    return saver.put(config, cp, {"source": "loop", "step": step, **md},
+                     dict(versions if new is None else new))
 
 
 def chain(saver: JournalSaver, thread: str, *, snapshots: Sequence[int], steps: int,
-          channel: str = "ch", value: Callable[[int], Any] = lambda s: s) -> list[dict[str, Any]]:
+          channel: str = "ch", value: Callable[[int], Any] = lambda s: s,
+          langgraph: bool = False) -> list[dict[str, Any]]:
     """One checkpoint per step (oldest first): a ``_DeltaSnapshot`` of ``value(step)``
-    stored at the ``snapshots`` steps, a pending write of ``value(step)`` at the others."""
+    stored at the ``snapshots`` steps, a pending write of ``value(step)`` at the others.
+    With ``langgraph``, as LangGraph writes them: the channel's version carried by every
+    checkpoint after its first snapshot, and the channel named in the metadata's
+    ``counters_since_delta_snapshot``."""
     out: list[dict[str, Any]] = []
+    version: dict[str, int] = {}
     for step in range(steps):
         snap = step in snapshots
         stored = {channel: _DeltaSnapshot(value(step))} if snap else {}
-        out.append(_put(saver, thread, out[-1] if out else None, stored,
-                        {channel: step + 1} if snap else {}, step))
+        if snap or not langgraph:
+            version = {channel: step + 1} if snap else {}
+        md = {"counters_since_delta_snapshot": {channel: [1, 1]}} if langgraph else {}
+        out.append(_put(saver, thread, out[-1] if out else None, stored, version, step,
+                        new={channel: step + 1} if snap else {}, **md))
         if not snap:
             saver.put_writes(out[-1], [(channel, value(step))], str(uuid.uuid4()))
     return out
@@ -207,14 +218,21 @@ class Requests:
     def __init__(self, dep: LocalDeployment) -> None:
         self.session = dep.session()
         self.calls: list[str] = []
+        self.bytes = 0
         self.session.events.register("before-call.dynamodb.*", self._count)
         self.session.events.register("before-call.s3.*", self._count)
+        self.session.events.register("after-call.dynamodb.*", self._size)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
 
+    def _size(self, http_response: Any, **_: Any) -> None:
+        self.bytes += len(http_response.content)
 
-def test_a_30_checkpoint_chain_is_read_by_one_query(deployment: LocalDeployment) -> None:
+
+def test_a_30_checkpoint_chain_is_read_down_to_its_snapshot(deployment: LocalDeployment) -> None:
+    """Events that do not say where their history starts (no ``hfrom``: the saver did not
+    know their channels were DeltaChannels): the target's items, then the rest below."""
     requests = Requests(deployment)
     t = _thread()
     with deployment.saver(boto3_session=requests.session) as saver:
@@ -222,16 +240,39 @@ def test_a_30_checkpoint_chain_is_read_by_one_query(deployment: LocalDeployment)
         requests.calls.clear()
         got = saver.get_delta_channel_history(config=configs[-1], channels=["ch"])
         assert _values(got["ch"]) == list(range(1, 30))
-        # One Query, with the namespace's tombstone read alongside (one round trip).
-        assert sorted(requests.calls) == ["GetItem", "Query"]
+        # The target's items, with the namespace's tombstone alongside, then one page.
+        assert sorted(requests.calls) == ["GetItem", "Query", "Query"]
         requests.calls.clear()
         latest = saver.get_delta_channel_history(config=_cfg(t), channels=["ch"])
         assert latest == got and requests.calls == ["Query"]
-        # Projected (views read along, each holding every channel): still one Query.
+        # Projected (views read along, each holding every channel): the same reads.
         deployment.drain()
         requests.calls.clear()
         assert saver.get_delta_channel_history(config=configs[-1], channels=["ch"]) == got
-        assert requests.calls.count("Query") == 1
+        assert requests.calls.count("Query") == 2
+
+
+def test_a_graphs_history_is_one_query_for_its_writer_and_for_another_worker(
+    deployment: LocalDeployment,
+) -> None:
+    """LangGraph's flow (get_tuple, then the history of the checkpoint it returned): the
+    event says where the history starts, so the range is read exactly, once; the saver
+    that wrote it lists the range's keys and takes the items from memory."""
+    requests = Requests(deployment)
+    t = _thread()
+    config = {"configurable": {"thread_id": t}}
+    reference = _turns(_graph(InMemorySaver()), t, range(7))[-1]
+    with deployment.saver(boto3_session=requests.session) as writer:
+        graph = _graph(writer)
+        _turns(graph, t, range(7))
+        deployment.drain()
+        requests.calls.clear()
+        assert graph.get_state(config).values == reference
+        assert requests.calls == ["Query", "Query"]  # get_tuple, the history's keys
+    with deployment.saver(boto3_session=requests.session) as other:
+        requests.calls.clear()
+        assert _graph(other).get_state(config).values == reference
+        assert requests.calls == ["Query", "Query"]  # get_tuple, the history's range
 
 
 def _incompressible(step: int) -> str:
@@ -239,20 +280,23 @@ def _incompressible(step: int) -> str:
 
 
 def test_reading_stops_at_the_snapshot(deployment: LocalDeployment) -> None:
-    """A history near the head of a long thread reads the pages down to its snapshot,
-    not the whole namespace."""
-    requests = Requests(deployment)
+    """A history near the head of a long thread reads down to its snapshot, not the whole
+    namespace: the events say where it starts (LangGraph names its DeltaChannels in the
+    metadata), and another worker reads that range alone."""
     t = _thread()
-    with deployment.saver(boto3_session=requests.session) as saver:
-        configs = chain(saver, t, snapshots=[0, 47], steps=50, value=_incompressible)
-        pages = len(list(saver._store.pages(_keys.thread_pk(t), prefix=_keys.ns_prefix(""))))
-        requests.calls.clear()
-        got = saver.get_delta_channel_history(config=configs[-1], channels=["ch"])
-        assert [len(w[2]) for w in got["ch"]["writes"]] == [32_000]
-        assert requests.calls.count("Query") == 1
-        if pages == 1:
-            pytest.skip("this backend returns the whole namespace in one page")
-        assert pages > 1
+    with deployment.saver() as saver:
+        configs = chain(saver, t, snapshots=[0, 47], steps=50, value=_incompressible,
+                        langgraph=True)
+    requests = Requests(deployment)
+    with deployment.saver(boto3_session=requests.session) as other:
+        got = other.get_delta_channel_history(config=configs[-1], channels=["ch"])
+    assert [len(w[2]) for w in got["ch"]["writes"]] == [32_000]
+    # The target's items (its tombstone alongside) reach the snapshot already.
+    assert sorted(requests.calls) == ["GetItem", "Query"]
+    whole = sum(len(i["body"]["B"]) for i in partition(deployment, t) if "body" in i)
+    # Three checkpoints of fifty (the snapshot and the two after it), base64 in JSON: well
+    # under a quarter of the namespace's bytes.
+    assert requests.bytes < whole / 4, (requests.bytes, whole)
 
 
 # -- a real graph ------------------------------------------------------------------------

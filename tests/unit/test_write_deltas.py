@@ -151,7 +151,14 @@ def test_the_history_of_a_delta_channel_starts_at_its_seed() -> None:
     md["counters_since_delta_snapshot"] = {"log": [2, 2], "other": [1, 1]}
     written = _put(policy, {"x": "small"}, parent, bases, cid=CID2, md=md)
     assert written.plan.commit["hfrom"] == {"S": "1f000000-0000-6000-8000-000000000005"}
-    # A seed the saver does not know: no hint, the reader walks on its own.
-    md["counters_since_delta_snapshot"] = {"log": [2, 2], "unknown": [1, 1]}
+    # A channel the parent never had: its history starts at the namespace's first
+    # checkpoint.
+    md["counters_since_delta_snapshot"] = {"log": [2, 2], "new": [1, 1]}
+    assert _put(policy, {"x": "small"}, parent, bases, cid=CID2,
+                md=md).plan.commit["hfrom"] == {"S": _write.ROOT_SEED}
+    # A seed the saver does not know (it read the parent, not its history): no hint, the
+    # reader walks on its own.
+    parent["log"] = parent["log"]._replace(seed=None)
+    md["counters_since_delta_snapshot"] = {"log": [2, 2]}
     assert "hfrom" not in _put(policy, {"x": "small"}, parent, bases, cid=CID2,
                                md=md).plan.commit
