@@ -352,12 +352,19 @@ class Reader:
                     if start is not None and not any(c <= start for c in sv.present):
                         reach = _keys.checkpoint_sk(ns_name, start)
                     break
+                if step is Step.TRY and not sv.views:
+                    # No view read (the projector is absent or far behind): if the items
+                    # read do not answer, read down to the oldest event holding a value.
+                    oldest = sv.events[cid].get("vfrom")
+                    if oldest is not None and not any(c <= oldest["S"] for c in sv.present):
+                        reach = _keys.checkpoint_sk(ns_name, oldest["S"])
                 # Every item of cid and of the checkpoints above it has been read.
                 self.witnesses(thread_id, ns_name, sv, at_least=cid)
                 got = self._answer(thread_id, ns_name, window, sv, cid, step, tail)
                 if got is None and step is Step.TRY:
                     waiting = True
                     break
+                reach = None
                 if got is None:
                     # This checkpoint and the rest from the whole namespace's fold.
                     yield from self._from_whole(thread_id, ns_name, window, below=below,

@@ -175,6 +175,10 @@ def checkpoint_write(
     if chained:
         # A reader replays these channels' deltas from the journal from here up.
         extra["jfrom"] = {"S": min(chained)}
+    held = [o.source for o in origins.values() if o.source is not None and o.source < cid]
+    if held:
+        # The oldest event holding one of its values: where a read without views stops.
+        extra["vfrom"] = {"S": min(held)}
     start = history_start(md, parent_origins)
     if start is not None:
         extra["hfrom"] = {"S": start}
