@@ -284,6 +284,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="comma-separated: journal,dynamodb,memory,postgres (default all)")
     p.add_argument("--variants", type=_csv(list(VARIANTS)), default=list(VARIANTS),
                    help="comma-separated: plain,delta (default both)")
+    p.add_argument("--backend", choices=["moto", "dynamodb-local"], default="moto",
+                   help="the local endpoint every saver runs on (default moto)")
     p.add_argument("--budget-s", type=float, default=900.0,
                    help="stop a saver's run once its run time exceeds this (default 900)")
     out = p.add_mutually_exclusive_group()
@@ -324,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         conninfo = stack.enter_context(maybe_postgres("postgres" in args.savers, notes))
         for variant in args.variants:
-            with LocalDeployment() as dep:
+            with LocalDeployment(backend=args.backend) as dep:
                 factories: dict[str, Callable[[], Setup]] = {
                     "journal": lambda: journal_setup(dep, rtt_s),
                     "dynamodb": lambda: dynamodb_setup(dep, rtt_s),

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -307,7 +308,7 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
         if key.kind in (_keys.KIND_CHECKPOINT, _keys.KIND_WRITES):
             ns.last_activity_ms = max(ns.last_activity_ms, written_at)
         if key.kind == _keys.KIND_CHECKPOINT:
-            rec = decode(schemas.RECORD_CHECKPOINT, item, body)
+            rec = _decoded(schemas.RECORD_CHECKPOINT, item, body)
             event = CheckpointEvent(
                 thread_id=rec["thread_id"],
                 checkpoint_ns=key.checkpoint_ns,
@@ -337,11 +338,11 @@ def fold_partition(items: Iterable[Item], *, now_s: float, use_views: bool = Fal
             if checkpoint_visible(item, now_s):
                 ns.checkpoints[key.checkpoint_id] = event
         elif key.kind == _keys.KIND_BLOBS:
-            rec = decode(schemas.RECORD_BLOBS, item, body)
+            rec = _decoded(schemas.RECORD_BLOBS, item, body)
             blobs = {(b["channel"], b["version"]): _typed(b["value"]) for b in rec["blobs"]}
             _add_blobs(ns, key.checkpoint_id, written_at, blobs)
         elif key.kind == _keys.KIND_WRITES:
-            rec = decode(schemas.RECORD_WRITES, item, body)
+            rec = _decoded(schemas.RECORD_WRITES, item, body)
             writes_by_cp[(key.checkpoint_ns, key.checkpoint_id)].append((item["SK"]["S"], rec))
 
     for (ns_name, cid), events in writes_by_cp.items():
@@ -442,6 +443,30 @@ def record_body(item: Item, chunks: dict[int, bytes]) -> bytes:
             f"{where}: its chunks do not reassemble to the digest its commit holds (a "
             "chunk was altered or swapped). Nothing was read from it.")
     return body
+
+
+# Records decoded lately, by content: a read that folds the same immutable items again
+# (a history at every turn) decodes each once. Large bodies are not kept.
+_DECODED: OrderedDict[tuple[str, str, str, bytes], dict[str, Any]] = OrderedDict()
+_DECODED_MAX, _DECODED_BODY_MAX = 8192, 64 * 1024
+_DECODED_LOCK = threading.Lock()
+
+
+def _decoded(record: str, item: Item, body: bytes) -> dict[str, Any]:
+    """``decode``, memoised by the body's digest (the fold only reads the result)."""
+    if len(body) > _DECODED_BODY_MAX:
+        return decode(record, item, body)
+    key = (record, item["fp"]["S"], item["codec"]["S"],
+           hashlib.blake2b(body, digest_size=16).digest())
+    with _DECODED_LOCK:
+        got = _DECODED.get(key)
+    if got is None:
+        got = decode(record, item, body)
+        with _DECODED_LOCK:
+            _DECODED[key] = got
+            if len(_DECODED) > _DECODED_MAX:
+                _DECODED.popitem(last=False)
+    return got
 
 
 def decode(record: str, item: Item, body: bytes) -> dict[str, Any]:

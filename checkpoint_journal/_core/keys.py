@@ -22,6 +22,11 @@ then its event: the newest checkpoint and everything that is not folded yet arri
 first page (the read path, I4). Chunks live in their own ``P#`` range so that reading a
 namespace never drags megabytes of chunks along when the view already holds the value.
 
+A checkpoint event also says, in plain attributes, how far down a read of it must go:
+``jfrom`` the start of its values' delta chains (``delta``), ``vfrom`` the oldest event
+holding one of its values (for a read without views), ``hfrom`` where the history of its
+DeltaChannels starts (``get_delta_channel_history``).
+
 Thread ids and namespaces are percent-escaped for ``%`` and ``#`` only, so ``#`` never
 occurs inside a component and one namespace's prefix ``J#{ns}#`` can never match
 another namespace. ``~`` sorts after every character a uuid or an escaped task id

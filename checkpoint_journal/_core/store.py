@@ -214,26 +214,25 @@ class DynamoJournalStore:
         """Pages of a partition under a prefix (or in an inclusive range), strongly
         consistent. ``first_limit`` caps the first page's item count (the read path's
         newest-first probe); later pages are DynamoDB's (1 MB)."""
+        kw = {**self._range(pk, prefix, between), "ScanIndexForward": not descending}
+        return (self._checked(page) for page in self._query(kw, "read the journal", first_limit))
+
+    def _range(self, pk: str, prefix: str | None,
+               between: tuple[str, str] | None) -> dict[str, Any]:
+        """A strongly consistent Query's key condition (I4: a read right after a write
+        sees it): a partition, under a prefix or in an inclusive range."""
+        names, values = {"#pk": "PK", "#sk": "SK"}, {":pk": {"S": pk}}
         if between is not None:
             cond = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
-            values = {":pk": {"S": pk}, ":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
+            values |= {":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
         elif prefix:
             cond = "#pk = :pk AND begins_with(#sk, :prefix)"
-            values = {":pk": {"S": pk}, ":prefix": {"S": prefix}}
+            values |= {":prefix": {"S": prefix}}
         else:
-            cond = "#pk = :pk"
-            values = {":pk": {"S": pk}}
-        kw: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": cond,
-            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"} if prefix or between
-            else {"#pk": "PK"},
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": not descending,
-            # I4: a read right after a write must see it.
-            "ConsistentRead": True,
-        }
-        return (self._checked(page) for page in self._query(kw, "read the journal", first_limit))
+            cond, names = "#pk = :pk", {"#pk": "PK"}
+        return {"TableName": self.table, "KeyConditionExpression": cond,
+                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+                "ConsistentRead": True}
 
     def with_chunks(self, pk: str, items: list[Item]) -> list[Item]:
         """``items`` plus the chunk items of every chunked record among them (one Query
@@ -329,21 +328,9 @@ class DynamoJournalStore:
              between: tuple[str, str] | None = None) -> list[tuple[str, str]]:
         """Keys only (no bodies) of a partition under a prefix (or in an inclusive range):
         for deletes, and for a read that holds the items' content already."""
-        kw: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
-            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": sk_prefix}},
-            "ProjectionExpression": "#pk, #sk",
-            "ConsistentRead": True,
-        }
-        if between is not None:
-            kw["KeyConditionExpression"] = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
-            kw["ExpressionAttributeValues"] = {
-                ":pk": {"S": pk}, ":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
-        elif not sk_prefix:  # the whole partition (DynamoDB refuses an empty prefix)
-            kw["KeyConditionExpression"] = "#pk = :pk"
-            kw["ExpressionAttributeValues"] = {":pk": {"S": pk}}
+        kw = self._range(pk, sk_prefix, between)
+        kw["ExpressionAttributeNames"]["#sk"] = "SK"
+        kw["ProjectionExpression"] = "#pk, #sk"
         return [(i["PK"]["S"], i["SK"]["S"])
                 for page in self._query(kw, "list journal keys") for i in page]
 

@@ -13,11 +13,13 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from checkpoint_journal import errors
+from checkpoint_journal import errors, schemas
 from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.fold import fold_partition
+from checkpoint_journal._core.seal import sealed
 from checkpoint_journal.local import LocalDeployment
+from tests.integration.cli_runner import run_cli
 from tests.integration.tables import partition
 
 TURNS = 14
@@ -197,3 +199,42 @@ def test_a_saver_with_deltas_off_reads_a_thread_written_with_them(
         _run(saver, thread, TURNS)
     with moto_deployment.saver(deltas=False) as plain:
         assert _observed(_graph(plain), thread) == expected
+
+
+def test_verify_checks_a_thread_of_deltas_and_names_a_damaged_one(
+    ddb_local_deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dep = ddb_local_deployment
+    thread = f"verify-{uuid.uuid4()}"
+    with dep.saver() as saver:
+        _run(saver, thread, 6)
+    dep.drain(timeout=60)
+    ok = run_cli(dep, monkeypatch, capsys, ["verify", "--thread", thread, "--json"])
+    assert ok.code == 0, ok.out + ok.err
+    doc = ok.json()
+    assert doc["ok"] and doc["checked"]["views (table)"] == doc["checked"][
+        "checkpoint events (table)"]
+    # A delta's frame altered, its item's seal recomputed (a forger who knows the
+    # format): the digest the delta carries no longer matches what it rebuilds.
+    items = partition(dep, thread)
+    fold = fold_partition(items, now_s=0)
+    key = next(k for k, v in sorted(fold.namespaces[""].journal.items())
+               if v is not None and _delta.is_delta(v))
+    victim = next(i for i in items if i["SK"]["S"] == _keys.checkpoint_sk("", key[2]))
+    rec = schemas.decode(schemas.RECORD_CHECKPOINT, victim["body"]["B"], victim["fp"]["S"],
+                         victim["codec"]["S"])
+    for blob in rec["blobs"]:
+        if blob["channel"] == key[0]:
+            data = blob["value"]["data"]
+            blob["value"]["data"] = data[:-8] + bytes(b ^ 0xFF for b in data[-8:])
+    enc = schemas.encode(schemas.RECORD_CHECKPOINT, rec, compress=False)
+    forged = sealed({**{k: v for k, v in victim.items() if k != "seal"},
+                     "body": {"B": enc.body}, "fp": {"S": enc.fingerprint},
+                     "codec": {"S": enc.codec}})
+    dep.client("dynamodb").put_item(TableName=dep.table_name, Item=forged)
+    bad = run_cli(dep, monkeypatch, capsys, ["verify", "--thread", thread, "--json"])
+    assert bad.code != 0
+    assert key[2] in bad.out
+    with dep.saver() as fresh, pytest.raises(errors.CorruptRecordError):
+        list(fresh.list({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}))
