@@ -340,11 +340,11 @@ class JournalSaver(BaseCheckpointSaver[str]):
                 _tuples.chain_of(self._store, thread_id, ns_name, parent_id) if parent_id else None
             )
 
-        def plan(now: float) -> _write.CheckpointWrite:
+        def plan(now: float, *, deltas: bool = True) -> _write.CheckpointWrite:
             return _write.checkpoint_write(
                 self._policy(), config, checkpoint, metadata, new_versions,
                 parent_origins=parent_origins, parent_chain=parent_chain, now=now,
-                bases=self._values,
+                bases=self._values if deltas else None,
             )
 
         written = plan(self._now())
@@ -354,15 +354,22 @@ class JournalSaver(BaseCheckpointSaver[str]):
             first = getattr(e, "written_at_ms", None)
             if first is None:
                 raise
-            if parent is None and parent_id and self.ttl_seconds is not None:
+            if parent is None and parent_id:
                 # What the first attempt knew of its parent's values decides what a TTL
-                # re-carries: read the parent, as that attempt's process had.
+                # re-carries and what is a delta: read the parent, as that attempt's
+                # process had.
                 self.get_tuple(config)
                 known = self._origins.recall((thread_id, ns_name, parent_id))
                 if known is not None:
                     parent_origins, parent_chain = known
-            written = plan((first + 0.5) / 1000)  # the first attempt's time, to the ms
-            self._append_event(written.plan, thread_id)
+            at = (first + 0.5) / 1000  # the first attempt's time, to the ms
+            written = plan(at)
+            try:
+                self._append_event(written.plan, thread_id)
+            except errors.ConflictError:
+                # That attempt did not hold a base this one holds: its values whole.
+                written = plan(at, deltas=False)
+                self._append_event(written.plan, thread_id)
         self._origins.remember(written.key, written.origins, written.chain_hash)
         self._items.keep([*written.plan.chunks, written.plan.commit])
         if (start := written.plan.commit.get("hfrom")) is not None:

@@ -73,7 +73,8 @@ def fold_tuple(
         {ch: Placed(r.version, r.value, Origin(
             r.version, r.written_at_ms, r.source if r.chain else None, r.chain,
             empty=r.value is None, seed=None if r.value is None or r.chain is None
-            else r.source))
+            else r.source, last=(ch, r.version, r.source)
+            if r.value is not None and r.chain is not None else None))
          for ch, r in resolved.items()},
         [(w.task_id, w.channel, w.value) for w in ns.writes.get(event.checkpoint_id, [])],
         event.chain_hash, loader, origins, values,

@@ -49,6 +49,9 @@ class Origin(NamedTuple):
     """Its delta chain when the journal holds it (a whole value starts its own)."""
     empty: bool = False
     """The channel was empty at this version."""
+    last: Key | None = None
+    """The channel's nearest value in this lineage that is not empty (this one, unless it
+    is empty): the base of the next delta after empty versions (a DeltaChannel)."""
     seed: str | None = None
     """The checkpoint holding this channel's value, or, while it is empty (a DeltaChannel
     between snapshots), its nearest ancestor holding one: where a history starts."""
@@ -66,7 +69,6 @@ class Values:
     def __init__(self, capacity_bytes: int) -> None:
         self._bytes = ByteCache(capacity_bytes)
         self._chains: dict[str, tuple[str, Chain]] = {}
-        self._latest: OrderedDict[tuple[str, str, str], Key] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -79,10 +81,6 @@ class Values:
         data = typed[1]
         with self._lock:
             self._chains[k] = (typed[0], chain)
-            self._latest[(thread_id, ns_name, key[0])] = key
-            self._latest.move_to_end((thread_id, ns_name, key[0]))
-            while len(self._latest) > ORIGIN_CACHE_SIZE:
-                self._latest.popitem(last=False)
             if len(self._chains) > 4 * ORIGIN_CACHE_SIZE:
                 self._chains = {c: v for c, v in self._chains.items()
                                 if self._bytes.get(c) is not None}
@@ -94,14 +92,6 @@ class Values:
         with self._lock:
             meta = self._chains.get(k)
         return None if data is None or meta is None else ((meta[0], data), meta[1])
-
-    def latest(self, thread_id: str, ns_name: str, channel: str) -> tuple[Key, Full] | None:
-        """The channel's value this saver kept last, whatever its version (the base for a
-        value whose previous version is empty, as a DeltaChannel's snapshot's is)."""
-        with self._lock:
-            key = self._latest.get((thread_id, ns_name, channel))
-        got = None if key is None else self.get(thread_id, ns_name, key)
-        return None if key is None or got is None else (key, got)
 
     def known(self, thread_id: str, ns_name: str) -> Known:
         return lambda key: self.get(thread_id, ns_name, key)

@@ -143,13 +143,13 @@ def checkpoint_write(
             # history of it starts at the namespace's first checkpoint.
             origins[ch] = Origin(ver, now_ms, empty=True, seed=(
                 before.seed if before is not None else ROOT_SEED if parent_origins is not None
-                else None))
+                else None), last=None if before is None else before.last)
             continue
         typed = policy.dumps(values[ch], f"channel {ch!r}")
         stored, chain = _as_delta(policy, typed, ch, (parent_origins or {}).get(ch), bases,
                                   (thread_id, ns_name), cid, now_ms)
         blobs.append({"channel": ch, "version": ver, "value": stored})
-        origins[ch] = Origin(ver, now_ms, cid, chain, seed=cid)
+        origins[ch] = Origin(ver, now_ms, cid, chain, seed=cid, last=(ch, ver, cid))
         kept.append(((ch, ver, cid), (typed["type"], typed["data"]), chain))
         if visible_until is not None and ttl is not None:
             visible_until = min(visible_until, chain.start_ms // 1000 + ttl)
@@ -229,18 +229,18 @@ def _as_delta(
     whole = (typed, Chain(cid, now_ms, len(typed["data"]), 0, 0))
     if not policy.deltas or bases is None or len(typed["data"]) < _delta.MIN_BYTES:
         return whole
-    found = None
-    if parent is not None and parent.source is not None:
-        key: Key = (channel, parent.version, parent.source)
-        got = bases.get(where[0], where[1], key)
-        found = None if got is None else (key, got)
-    elif parent is None or parent.chain is None:
-        # Empty before (a DeltaChannel between snapshots): the channel's last value this
-        # saver holds, so that a snapshot costs what changed since the one before.
-        found = bases.latest(where[0], where[1], channel)
-    if found is None:
+    # The parent's value; after empty versions (a DeltaChannel between snapshots), the
+    # lineage's last value, so that a snapshot costs what changed since the one before.
+    # Both follow from the parent alone: a retried put makes the same items.
+    key: Key | None = None
+    if parent is not None and parent.source is not None and not parent.empty:
+        key = (channel, parent.version, parent.source)
+    elif parent is not None and parent.empty:
+        key = parent.last
+    got = None if key is None or key[2] == cid else bases.get(where[0], where[1], key)
+    if key is None or got is None:
         return whole  # another worker's value, not read here: start a new chain
-    (_, base_version, base_source), ((_, data), chain) = found
+    (_, base_version, base_source), ((_, data), chain) = key, got
     ttl = policy.ttl_seconds
     if chain.depth >= _delta.MAX_DEPTH or (
         ttl is not None and now_ms - chain.start_ms > TTL_RECARRY_FRACTION * ttl * 1000

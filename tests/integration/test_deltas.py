@@ -4,6 +4,7 @@ worker that never saw the thread), with the projector lagging, caught up or abse
 
 from __future__ import annotations
 
+import copy
 import random
 import uuid
 from collections.abc import Callable
@@ -238,3 +239,31 @@ def test_verify_checks_a_thread_of_deltas_and_names_a_damaged_one(
     assert key[2] in bad.out
     with dep.saver() as fresh, pytest.raises(errors.CorruptRecordError):
         list(fresh.list({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}))
+
+
+def test_a_put_retried_by_a_new_process_makes_the_same_delta(
+    ddb_local_deployment: LocalDeployment,
+) -> None:
+    """The first attempt landed, stored as a delta, but its caller never learned it: the
+    same put from a process that holds none of the thread's values is accepted and
+    changes nothing (it reads the parent, as the first attempt's process had it)."""
+    dep = ddb_local_deployment
+    thread = f"retry-{uuid.uuid4()}"
+    calls: list[Any] = []
+    with dep.saver() as saver:
+        put = saver.put
+
+        def spy(*args: Any) -> Any:
+            calls.append(copy.deepcopy(args))
+            return put(*args)
+
+        saver.put = spy  # type: ignore[method-assign]
+        _run(saver, thread, 4)
+        stored = put(*calls[-1])  # the same saver again: the same items
+    before = partition(dep, thread)
+    last = fold_partition(before, now_s=0).namespaces[""]
+    assert any(v is not None and _delta.is_delta(v) and k[2] == stored["configurable"][
+        "checkpoint_id"] for k, v in last.journal.items())
+    with dep.saver() as restarted:
+        assert restarted.put(*calls[-1]) == stored
+    assert partition(dep, thread) == before

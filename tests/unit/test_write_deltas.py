@@ -128,13 +128,15 @@ def test_with_a_ttl_a_chain_too_old_to_outlive_starts_again() -> None:
 
 def test_a_value_after_empty_versions_is_a_delta_on_the_last_one_held() -> None:
     """A DeltaChannel stores nothing between snapshots: the next snapshot is a delta
-    against the previous one, so it costs what changed since."""
+    against the lineage's last value (which the empty versions' origins name, so that a
+    retried put makes the same items), so it costs what changed since."""
     policy, bases, log = _policy(), Values(1 << 24), _log(12)
     first = _first(policy, bases, log[:10])
     cid3 = "1f000000-0000-6000-8000-000000000003"
     empty = _put(policy, {}, first.origins, bases, cid=CID2)
     empty.origins["log"] = Origin("v-empty", int(NOW * 1000), empty=True,
-                                  seed=first.key[2])
+                                  seed=first.key[2],
+                                  last=("log", first.origins["log"].version, first.key[2]))
     snap = _put(policy, {"log": log}, empty.origins, bases, cid=cid3)
     stored = _blob(snap, "log")
     assert stored is not None and _delta.is_delta(stored)
