@@ -234,10 +234,10 @@ def _held_or_read(reader: Reader, pk: str, ns_name: str, lo: str, hi: str) -> li
     keys = sorted((sk for sk in listed if sk <= hi
                    and not sk.endswith("#" + _keys.KIND_VIEW)), reverse=True)
     found = {sk: item for sk in keys if (item := held.get(pk, sk)) is not None}
-    missing = [sk for sk in keys if sk not in found]
+    missing = {sk for sk in keys if sk not in found}
     if missing:
         read = [i for page in reader.store.pages(pk, between=(min(missing), max(missing)))
-                for i in page if i["SK"]["S"] in set(missing)]
+                for i in page if i["SK"]["S"] in missing]
         held.keep(read)
         found.update((i["SK"]["S"], i) for i in read)
     tomb = reader.store.get(pk, tomb_sk) if tomb_sk in listed else None

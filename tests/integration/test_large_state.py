@@ -13,24 +13,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from checkpoint_journal import JournalSaver
 from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal.local import LocalDeployment
-
-
-def _items(dep: LocalDeployment, thread_id: str) -> list[dict[str, Any]]:
-    from checkpoint_journal._core.keys import thread_pk
-
-    ddb = dep.client("dynamodb")
-    items: list[dict[str, Any]] = []
-    kw: dict[str, Any] = {
-        "TableName": dep.table_name,
-        "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": thread_pk(thread_id)}},
-    }
-    while True:
-        page = ddb.query(**kw)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+from tests.integration.tables import partition
 
 
 def _put_big(saver: JournalSaver, thread: str, size: int) -> tuple[dict[str, Any], bytes]:
@@ -55,7 +38,7 @@ def test_large_incompressible_state_round_trips(deployment: LocalDeployment, siz
         assert tup.config == stored
         listed = list(saver.list({"configurable": {"thread_id": thread}}))
         assert [t.checkpoint["channel_values"]["big"] == blob for t in listed] == [True]
-    items = _items(deployment, thread)
+    items = partition(deployment, thread)
     kinds = sorted(i["kind"]["S"] for i in items)
     assert kinds.count("C") == 1 and kinds.count("P") >= size // MAX_ITEM_BYTES
     # Every item is within DynamoDB's real limit, as DynamoDB counts it.
