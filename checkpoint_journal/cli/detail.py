@@ -7,6 +7,7 @@ given (the commands give ``browse.default_serde()``, which never runs pickle).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,14 +32,79 @@ from checkpoint_journal.cli.browse import (
     short,
     uuid6_ms,
 )
+from checkpoint_journal.cli.conversation import MessageDiff, diff_messages
 
 # LangGraph's names (langgraph._internal._constants), spelled out: they are part of the
 # stored data, not of LangGraph's public API.
 INTERRUPT = "__interrupt__"
 RESUME = "__resume__"
 INPUT = "__input__"
+TASKS = "__pregel_tasks"  # the Sends pending at a checkpoint, in order
 _PUSH_PATH = "~__pregel_push"
 _UPDATE_PATH = "~__interrupt__"  # update_state runs its writers as task (INTERRUPT, i)
+# A Send's task: (PUSH, index of the Send in the checkpoint's TASKS value, ...).
+_SEND_PATH = re.compile(r"~__pregel_push, (\d+)(?:,|$)")
+# A functional-API task called by a node: (PUSH, the caller's path, ...); the first pull
+# path inside names the node whose code called it.
+_CALLER = re.compile(r"~__pregel_pull, ([^,]+)")
+
+
+# -- which node ran a task -----------------------------------------------------------------
+
+
+def sends_at(ns: Namespace, checkpoint_id: str, serde: SerializerProtocol) -> list[Any]:
+    """The Sends pending at a checkpoint (its ``__pregel_tasks`` value; empty when there
+    are none or they cannot be read): the tasks that run from it next, in order."""
+    event = ns.checkpoints.get(checkpoint_id)
+    if event is None:
+        return []
+    versions = channel_versions(event, None) or channel_versions(
+        event, load(serde, event.checkpoint)[0])
+    if TASKS not in versions:
+        return []
+    resolved = ns.resolve(event, {TASKS: versions[TASKS]}).get(TASKS)
+    if resolved is None or not isinstance(resolved.value, tuple):
+        return []  # empty, or (in a view-only read) a reference: no Sends to read
+    value, error = load(serde, resolved.value)
+    return list(value) if error is None and isinstance(value, (list, tuple)) else []
+
+
+def task_node(task_path: str, sends: list[Any]) -> str | None:
+    """The node a task ran, from its task path: a node triggered by its channels names
+    itself; a ``Send`` task is the node of the Send it was made from (``sends``: the
+    Sends pending at the checkpoint it ran from); a functional-API task is its caller's.
+    None when the path does not tell (an ``update_state`` task, an unreadable Send)."""
+    node = node_of(task_path)
+    if node is not None:
+        return node
+    send = _SEND_PATH.match(task_path)
+    if send is not None:
+        i = int(send.group(1))
+        target = getattr(sends[i], "node", None) if i < len(sends) else None
+        return target if isinstance(target, str) and target else None
+    if task_path.startswith(_PUSH_PATH):
+        caller = _CALLER.search(task_path)
+        return caller.group(1) if caller else None
+    return None
+
+
+class TaskNodes:
+    """``nodes(checkpoint_id, task_path)``: :func:`task_node` for a task that ran from
+    that checkpoint, reading each checkpoint's Sends once, and only for Send tasks."""
+
+    def __init__(self, ns: Namespace, serde: SerializerProtocol) -> None:
+        self.ns = ns
+        self.serde = serde
+        self._sends: dict[str, list[Any]] = {}
+
+    def sends(self, checkpoint_id: str) -> list[Any]:
+        if checkpoint_id not in self._sends:
+            self._sends[checkpoint_id] = sends_at(self.ns, checkpoint_id, self.serde)
+        return self._sends[checkpoint_id]
+
+    def __call__(self, checkpoint_id: str, task_path: str) -> str | None:
+        sends = self.sends(checkpoint_id) if _SEND_PATH.match(task_path) else []
+        return task_node(task_path, sends)
 
 
 # -- history -----------------------------------------------------------------------------
@@ -86,7 +152,7 @@ def _tasks(writes: Iterable[FoldedWrite]) -> dict[str, str]:
 
 def writers(
     ns: Namespace, event: CheckpointEvent, metadata: Mapping[str, Any],
-    serde: SerializerProtocol,
+    serde: SerializerProtocol, nodes: TaskNodes | None = None,
 ) -> tuple[list[str], str | None]:
     """Which nodes' writes made this checkpoint, and where that was read.
 
@@ -94,10 +160,13 @@ def writers(
     used when present). What it does record is each task's writes, saved with
     ``put_writes`` on the checkpoint the task ran from, with a task path naming the node:
     a loop checkpoint is made by the tasks with saved results among its parent's pending
-    writes. When the parent has none (``durability="exit"`` saves no pending writes), the
-    nodes whose ``versions_seen`` moved between the parent and this checkpoint are the ones
-    that ran. An input checkpoint is the caller's input (``__input__``); ``update_state``
-    does not record the node it acted as.
+    writes (a ``Send`` task, such as a tool node's, is named by the Send it ran; see
+    :func:`task_node`). When the parent has none (``durability="exit"`` saves no pending
+    writes), the nodes whose ``versions_seen`` moved between the parent and this
+    checkpoint ran, and so did the nodes of the Sends pending at the parent (``tasks``
+    when only those tell). An input checkpoint is the caller's input (``__input__``);
+    ``update_state`` does not record the node it acted as. ``nodes`` caches the Sends
+    read across calls.
     """
     old = metadata.get("writes")
     if isinstance(old, Mapping) and old:
@@ -110,12 +179,15 @@ def writers(
     parent = event.parent_checkpoint_id
     if parent is None:
         return [], None
+    nodes = nodes or TaskNodes(ns, serde)
     paths = _tasks(ns.writes.get(parent, []))
     if paths:
-        names = {node_of(p) or ("(send)" if p.startswith(_PUSH_PATH) else "(task)")
+        names = {nodes(parent, p) or ("(send)" if p.startswith(_PUSH_PATH) else "(task)")
                  for p in paths.values() if not p.startswith(_UPDATE_PATH)}
         if names:
             return sorted(names), "pending_writes"
+    sent = {n for n in (getattr(s, "node", None) for s in nodes.sends(parent))
+            if isinstance(n, str) and n}
     parent_event = ns.checkpoints.get(parent)
     if parent_event is not None:
         before, e1 = load(serde, parent_event.checkpoint)
@@ -128,7 +200,9 @@ def writers(
                 if n not in (INTERRUPT, INPUT) and seen0.get(n) != v
             )
             if moved:
-                return moved, "versions_seen"
+                return sorted(set(moved) | sent), "versions_seen"
+    if sent:
+        return sorted(sent), "tasks"
     return [], None
 
 
@@ -137,11 +211,12 @@ def history(
 ) -> list[HistoryRow]:
     """The namespace's checkpoints, newest first."""
     sizes = journal.stored_bytes()
+    nodes = TaskNodes(journal.ns, serde)
     rows: list[HistoryRow] = []
     for cid in sorted(journal.ns.checkpoints, reverse=True)[:limit]:
         event = journal.ns.checkpoints[cid]
         md, _ = metadata_of(event, serde)
-        names, basis = writers(journal.ns, event, md, serde)
+        names, basis = writers(journal.ns, event, md, serde, nodes)
         writes = journal.ns.writes.get(cid, [])
         journal_bytes, view_bytes = sizes[cid]
         rows.append(HistoryRow(
@@ -268,7 +343,8 @@ def detail(journal: Journal, ref: str | None, serde: SerializerProtocol) -> Deta
     cid = event.checkpoint_id
     checkpoint, checkpoint_error = load(serde, event.checkpoint)
     md, md_error = metadata_of(event, serde)
-    names, basis = writers(journal.ns, event, md, serde)
+    nodes = TaskNodes(journal.ns, serde)
+    names, basis = writers(journal.ns, event, md, serde, nodes)
     view = decode_view(journal.views[cid]) if cid in journal.views else None
     resolved = journal.ns.resolve(event, channel_versions(event, checkpoint))
     values: list[Shown] = []
@@ -291,7 +367,7 @@ def detail(journal: Journal, ref: str | None, serde: SerializerProtocol) -> Deta
     for w in folded:
         assert not isinstance(w.value, (BlobRef, JournalRef))  # the journal-only fold: bytes
         value, error = load(serde, w.value)
-        node = node_of(w.task_path)
+        node = nodes(cid, w.task_path)
         writes.append(Shown(
             w.channel, w.value[0], value, error,
             _stored(len(w.value[1]), cid, view_writes.get((w.task_id, w.idx)), journal.bucket),
@@ -330,7 +406,10 @@ class Change:
     """``added``, ``removed`` or ``changed``."""
     summary: str
     detail: dict[str, Any]
-    """JSON data: ``kind`` (list, str, dict, value, same, unreadable) and what changed."""
+    """JSON data: ``kind`` (list, str, dict, value, same, unreadable) and what changed;
+    for a list of chat messages also ``messages`` (``MessageDiff.doc``)."""
+    messages: MessageDiff | None = None
+    """A list of chat messages: which messages were added, removed or changed."""
 
 
 @dataclass(frozen=True)
@@ -406,7 +485,9 @@ def describe_change(old: Any, new: Any, width: int = 60) -> tuple[str, dict[str,
 
 
 def diff(journal: Journal, a: str, b: str, serde: SerializerProtocol) -> Diff:
-    """Which channels changed from checkpoint ``a`` to checkpoint ``b``, and how."""
+    """Which channels changed from checkpoint ``a`` to checkpoint ``b``, and how; for a
+    list of chat messages, also which messages were added, removed or changed (matched
+    by id, else by position: ``conversation.diff_messages``)."""
     ea, eb = journal.find(a), journal.find(b)
     old = values_at(journal, ea, serde, load(serde, ea.checkpoint)[0])
     new = values_at(journal, eb, serde, load(serde, eb.checkpoint)[0])
@@ -415,18 +496,17 @@ def diff(journal: Journal, a: str, b: str, serde: SerializerProtocol) -> Diff:
     changes: list[Change] = []
     unchanged: list[str] = []
     for ch in sorted(set(old) | set(new)):
-        if ch not in old:
-            raw, value, error = new[ch]
-            summary = error or short(value, 60)
-            changes.append(Change(ch, "added", summary, {
-                "kind": "unreadable" if error else "value",
-                "to": None if error else jsonable(value)}))
-        elif ch not in new:
-            raw, value, error = old[ch]
-            summary = error or short(value, 60)
-            changes.append(Change(ch, "removed", summary, {
-                "kind": "unreadable" if error else "value",
-                "from": None if error else jsonable(value)}))
+        if ch not in old or ch not in new:
+            gone = ch not in new
+            raw, value, error = old[ch] if gone else new[ch]
+            data: dict[str, Any] = {"kind": "unreadable" if error else "value",
+                                    ("from" if gone else "to"): None if error else jsonable(value)}
+            md = None if error else (diff_messages(value, None) if gone
+                                     else diff_messages(None, value))
+            if md is not None:
+                data["messages"] = md.doc()
+            summary = error or (md.summary() if md is not None else short(value, 60))
+            changes.append(Change(ch, "removed" if gone else "added", summary, data, md))
         elif va.get(ch) == vb.get(ch) and va.get(ch) is not None:
             unchanged.append(ch)
         else:
@@ -442,7 +522,12 @@ def diff(journal: Journal, a: str, b: str, serde: SerializerProtocol) -> Diff:
             if data["kind"] == "same":
                 unchanged.append(ch)
                 continue
-            changes.append(Change(ch, "changed", summary, data))
+            md = diff_messages(value_a, value_b)
+            if md is not None and md.changes:
+                summary, data["messages"] = md.summary(), md.doc()
+            else:
+                md = None
+            changes.append(Change(ch, "changed", summary, data, md))
     md_a, _ = metadata_of(ea, serde)
     md_b, _ = metadata_of(eb, serde)
     return Diff(journal.thread_id, journal.checkpoint_ns, ea.checkpoint_id, eb.checkpoint_id,

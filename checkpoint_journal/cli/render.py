@@ -10,14 +10,14 @@ or drop one.
 from __future__ import annotations
 
 import os
-import re
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from checkpoint_journal.cli import conversation as chat
 from checkpoint_journal.cli.browse import ThreadRow, iso_ms, jsonable, short
+from checkpoint_journal.cli.conversation import display_width
 from checkpoint_journal.cli.detail import Detail, Diff, HistoryRow, Shown, Stored
 
 # -- terminal ----------------------------------------------------------------------------
@@ -102,16 +102,6 @@ class Progress:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.shown = False
-
-
-_SGR = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def display_width(text: str) -> int:
-    """Columns a string takes on a terminal: colour codes take none, wide East Asian
-    characters two."""
-    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
-               for c in _SGR.sub("", text))
 
 
 def table(
@@ -324,7 +314,35 @@ def _value(v: Shown, width: int, style: Style) -> str:
     return short(v.value, width)
 
 
+def _turns(v: Shown) -> list[chat.Turn] | None:
+    """A value's chat messages, when it is one or a list of them."""
+    return None if v.error is not None else chat.as_conversation(v.value)
+
+
+def _counted(turns: Sequence[chat.Turn]) -> str:
+    """``4 messages: 1 user, 2 assistant, 1 tool``."""
+    roles: dict[str, int] = {}
+    for t in turns:
+        roles[t.role] = roles.get(t.role, 0) + 1
+    return (f"{len(turns)} message{'' if len(turns) == 1 else 's'}: "
+            + ", ".join(f"{n} {role}" for role, n in roles.items()))
+
+
+def _pending_interrupts(d: Detail, style: Style, width: int, indent: str) -> list[str]:
+    """The interrupts nobody has resumed yet, as the conversation's last turns."""
+    pending = [i for i in d.interrupts if not i.resumed]
+    hint = chat.resume_hint([(i.id, i.value) for i in pending])
+    lines: list[str] = []
+    for n, i in enumerate(pending):
+        lines += chat.interrupt_lines(i.node, i.value, i.error, style, width, indent=indent,
+                                      hint=hint if n == len(pending) - 1 else "")
+    return lines
+
+
 def detail_text(d: Detail, style: Style, width: int = 100) -> list[str]:
+    """One checkpoint for people. A value (or pending write) that is a list of chat
+    messages reads as the conversation's turns, the pending interrupts ending the first
+    one; every other value is one cut line of JSON."""
     width = max(width, 60)
     lines = [style.bold(f"checkpoint {d.checkpoint_id}") +
              f"  thread {d.thread_id!r}  namespace {_ns(d.checkpoint_ns)}"]
@@ -352,21 +370,31 @@ def detail_text(d: Detail, style: Style, width: int = 100) -> list[str]:
 
     lines += ["", style.bold(f"values ({len(d.values)} channel{'s' if len(d.values) != 1 else ''})")]
     name_w = max([len(v.channel) for v in d.values] + [8])
+    interrupts_shown = False
     for v in d.values:
-        lines.append(f"  {style.cyan(v.channel.ljust(name_w))}  "
-                     f"{_value(v, width - name_w - 4, style)}")
+        turns = _turns(v)
+        lines.append(f"  {style.cyan(v.channel.ljust(name_w))}  " + (
+            _value(v, width - name_w - 4, style) if turns is None else _counted(turns)))
         lines.append(f"  {' ' * name_w}  " + style.dim(f"{v.type}, {_where(v.stored, style)}"))
+        if turns is not None:
+            lines += chat.conversation_lines(turns, style, width, indent="    ")
+            if not interrupts_shown:  # a pending interrupt ends the (first) conversation
+                lines += _pending_interrupts(d, style, width, "    ")
+                interrupts_shown = True
 
     lines += ["", style.bold(f"pending writes ({len(d.pending_writes)})")]
     heads = [f"{w.node or '-'}  {w.channel}" for w in d.pending_writes]
     head_w = max([display_width(h) for h in heads] + [8])
     for w, head in zip(d.pending_writes, heads):
         pad = " " * (head_w - display_width(head))
-        lines.append(f"  {style.cyan(w.node or '-')}  {w.channel}{pad}  "
-                     f"{_value(w, width - head_w - 4, style)}")
+        turns = _turns(w)
+        lines.append(f"  {style.cyan(w.node or '-')}  {w.channel}{pad}  " + (
+            _value(w, width - head_w - 4, style) if turns is None else _counted(turns)))
         lines.append(f"  {' ' * head_w}  " + style.dim(
             f"task {w.task_id} · {w.type}, {human_bytes(w.stored.bytes)} · "
             f"{_place(w.stored, style)}"))
+        if turns is not None:
+            lines += chat.conversation_lines(turns, style, width, indent="    ")
     if not d.pending_writes:
         lines.append("  -")
 
@@ -376,6 +404,10 @@ def detail_text(d: Detail, style: Style, width: int = 100) -> list[str]:
         value = style.red(f"<{i.error}>") if i.error else short(i.value, width - 40)
         lines.append(f"  {style.yellow(state)}  {style.cyan(i.node or '-')}  {value}"
                      + (style.dim(f"  id {i.id}") if i.id else ""))
+    pending = [(i.id, i.value) for i in d.interrupts if not i.resumed]
+    if pending:
+        lines += ["  " + style.dim(line)
+                  for line, _ in chat.wrap(chat.resume_hint(pending), width - 2)]
     if not d.interrupts:
         lines.append("  -")
     return lines
@@ -398,7 +430,11 @@ def diff_doc(d: Diff) -> dict[str, Any]:
     }
 
 
-def diff_text(d: Diff, style: Style) -> list[str]:
+def diff_text(d: Diff, style: Style, width: int = 100) -> list[str]:
+    """The changed channels, one row each; a list of chat messages also shows the
+    messages added, changed and removed, as turns under its row."""
+    width = max(width, 60)
+
     def step(s: int | None) -> str:
         return "" if s is None else f" (step {s})"
 
@@ -410,8 +446,12 @@ def diff_text(d: Diff, style: Style) -> list[str]:
     rows = [[marks[c.change][1](marks[c.change][0]), c.channel, c.change, c.summary]
             for c in d.changes]
     if rows:
-        lines += table(["", "CHANNEL", "CHANGE", "HOW"], rows, style, indent="  ",
-                       colours=(None, style.cyan, None, None))[1:]
+        laid = table(["", "CHANNEL", "CHANGE", "HOW"], rows, style, indent="  ",
+                     colours=(None, style.cyan, None, None))[1:]
+        for c, row in zip(d.changes, laid):
+            lines.append(row)
+            if c.messages is not None:
+                lines += chat.diff_lines(c.messages, style, width, indent="     ")
     else:
         lines.append("  no channel changed")
     if d.unchanged:

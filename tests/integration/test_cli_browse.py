@@ -4,7 +4,9 @@ One deployment per backend (module scope), three threads written by real LangGra
 graphs and folded by the real projector (``drain``): an encrypted one first, then a
 two-turn chat whose knowledge base (~100 KB of random hex) the projector offloads to S3,
 then an approval that stops at an interrupt. The commands run in-process through
-``main`` with the environment that ``checkpoint-journal local`` prints.
+``main`` with the environment that ``checkpoint-journal local`` prints. A tool-calling
+agent (LangGraph's prebuilt one, on a scripted chat model) runs on the session's moto
+deployment for what ``show`` and ``diff`` make of a conversation.
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ from __future__ import annotations
 import datetime
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.prebuilt import create_react_agent
+from langgraph.types import Command, interrupt
 
 from checkpoint_journal.local import LocalDeployment
 from tests.integration.cli_runner import Result, run_cli
@@ -302,3 +310,108 @@ def test_usage_errors_exit_2(world: World, cli: Any) -> None:
         assert exit_.value.code == 2
     r = cli("show", world.chat, world.chat_ids[0][:4])  # every id shares this prefix
     assert r.code == 2 and "matches 6 checkpoints" in r.err
+
+
+# -- a tool-calling agent, read as a conversation -------------------------------------------
+
+
+class _ScriptedModel(FakeMessagesListChatModel):
+    """A chat model that answers from its script; the agent binds its tools to it."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+
+@tool
+def lookup_order(order_id: str) -> str:
+    """Look an order up."""
+    return f"order {order_id}: blender, $249.00, delivered on Monday"
+
+
+@tool
+def refund(order_id: str, amount: float) -> str:
+    """Refund an order, once a manager has approved it."""
+    decision = interrupt({"question": "Approve this refund?", "amount": amount})
+    return f"refunded ${amount:.2f} for {order_id}" if decision["approved"] else "declined"
+
+
+_FINAL = ("Done: $249.00 is on its way back to your card, and a return label for the "
+          "blender is in your inbox. Anything else I can help with today? ") * 5
+
+
+def _agent(saver: Any) -> Any:
+    script = [
+        AIMessage("", id="ai-1", tool_calls=[
+            {"name": "lookup_order", "args": {"order_id": "A1002"}, "id": "call_lookup"}]),
+        AIMessage("Found it. Asking a manager to approve the refund.", id="ai-2",
+                  tool_calls=[{"name": "refund", "args": {"order_id": "A1002", "amount": 249.0},
+                               "id": "call_refund"}]),
+        AIMessage(_FINAL, id="ai-3"),
+    ]
+    with warnings.catch_warnings():  # moved to langchain.agents; it still routes tool
+        warnings.simplefilter("ignore")  # calls through Send, as create_agent does
+        return create_react_agent(_ScriptedModel(responses=script), [lookup_order, refund],
+                                  checkpointer=saver)
+
+
+def test_show_and_diff_read_a_tool_calling_agent_as_a_conversation(
+    moto_deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dep, thread = moto_deployment, f"agent-{uuid.uuid4().hex[:8]}"
+    cfg = {"configurable": {"thread_id": thread}}
+
+    def cli(*argv: str) -> Result:
+        r = run_cli(dep, monkeypatch, capsys, argv, unset=["NO_COLOR"])
+        assert r.code == 0, r.err
+        return r
+
+    with dep.saver() as saver:
+        agent = _agent(saver)
+        agent.invoke({"messages": [HumanMessage("Please refund order A1002, it arrived broken.",
+                                                id="h-1")]}, cfg)
+        waiting = agent.get_state(cfg).config["configurable"]["checkpoint_id"]
+
+        # Stopped at the refund tool's interrupt: who waits, for what, how to resume.
+        shown = cli("show", thread).out
+        lines = [line.rstrip() for line in shown.splitlines()]
+        assert "  step    3 (loop), written by agent" in lines
+        turns = lines[lines.index("values (2 channels)"):lines.index("pending writes (1)")]
+        assert [line.split()[0] for line in turns if line.startswith("    ") and line[4] != " "
+                ] == ["user", "assistant", "tool", "assistant", "interrupt"]
+        assert "    user       Please refund order A1002, it arrived broken." in lines
+        assert '    assistant  → lookup_order(order_id="A1002")  call_lookup' in lines
+        tool_at = lines.index("    tool       lookup_order · call call_lookup · success")
+        assert lines[tool_at + 1].strip() == "order A1002: blender, $249.00, delivered on Monday"
+        assert '→ refund(order_id="A1002", amount=249.0)  call_refund' in shown
+        assert "    interrupt  tools is waiting" in lines
+        assert '{"question": "Approve this refund?", "amount": 249.0}' in shown
+        assert "resume: graph.invoke(Command(resume=<value>), config)" in shown
+        assert any(line.split()[:2] == ["pending", "tools"] for line in lines)
+        assert "additional_kwargs" not in shown  # no message as raw JSON
+        assert lines[0].startswith(f"checkpoint {waiting} ")
+
+        agent.invoke(Command(resume={"approved": True}), cfg)
+        ids = _ids(agent, thread)
+
+    # The tool node runs as Send tasks: its checkpoints are labelled with the node.
+    history = cli("history", thread).out.splitlines()
+    assert [line.split()[3] for line in history[2:]] == [
+        "agent", "tools", "agent", "tools", "agent", "__start__", "__input__"]
+
+    # After the resume: the messages the diff says were added, as turns.
+    diff = cli("diff", thread, waiting, ids[0]).out.splitlines()
+    assert any(line.split()[:3] == ["~", "messages", "changed"]
+               and line.endswith("4 -> 6 messages: 2 added") for line in diff)
+    added = [line.strip() for line in diff if line.lstrip().startswith("+ ")]
+    assert len(added) == 2 and added[0] == "+ tool       refund · call call_refund · success"
+    assert added[1].startswith("+ assistant  Done: $249.00 is on its way back to your card")
+    assert "refunded $249.00 for A1002" in "\n".join(diff)
+    assert any("more characters (--json has all" in line for line in diff)  # cut
+    changes = cli("diff", thread, waiting, ids[0], "--json").json()["changes"]
+    messages = next(c for c in changes if c["channel"] == "messages")["detail"]
+    assert [m["role"] for m in messages["messages"]["added"]] == ["tool", "assistant"]
+    assert messages["messages"]["added"][1]["id"] == "ai-3"
+    assert messages["messages"]["added"][1]["message"]["content"] == _FINAL  # whole
+    assert messages["messages"]["removed"] == messages["messages"]["changed"] == []
+    assert len(messages["appended"]) == 2  # the list diff's keys are still there
