@@ -31,7 +31,7 @@ from bench.counting import PhaseStats, RequestCounter
 from bench.projector import FUNCTION, ProjectorProbe
 from bench.workload import build_graph, turn_inputs
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal.local import MOTO_ITEM_BYTES, ConsumerStatus, LocalDeployment
+from checkpoint_journal.local import ConsumerStatus, LocalDeployment
 from checkpoint_journal.saver import JournalSaver
 
 __all__ = ["LoadResult", "quantile", "sustained_load"]
@@ -226,7 +226,6 @@ def _writer(
             endpoint_url=dep.endpoint_url,
             s3_endpoint_url=dep.s3_endpoint_url,
             bucket=dep.bucket,
-            max_item_bytes=MOTO_ITEM_BYTES,
         )
         graph = build_graph().compile(checkpointer=saver)
         conversation = 0

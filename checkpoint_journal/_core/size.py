@@ -1,7 +1,8 @@
 """DynamoDB's item-size formula (pure).
 
 The 400 KB item limit counts attribute names and values, not just the payload, and
-emulators are laxer than DynamoDB (moto accepts up to 405,000 bytes), so the saver
+emulators count otherwise (moto counts a Binary by its base64 length against 405,000
+bytes, which `LocalDeployment` corrects while it runs: local/_moto_size.py), so the saver
 measures items itself before it decides between one item and chunks.
 Source: "Item sizes and formats" in the DynamoDB developer guide.
 """

@@ -54,30 +54,29 @@ def _wait_for_signal() -> None:
 
 
 def _print_deployment(dep: LocalDeployment, out: Say) -> None:
-    from checkpoint_journal.local import MOTO_ITEM_BYTES
-
     out(f"checkpoint-journal local ({dep.backend}) is running on 127.0.0.1")
     out(f"  DynamoDB endpoint: {dep.endpoint_url}")
     out(f"  S3 endpoint:       {dep.s3_endpoint_url}")
     out(f"  table:             {dep.table_name}")
     out(f"  bucket:            {dep.bucket}")
+    out(f"  region:            {dep.region_name}")
     out("")
     out("In a second terminal:")
     for name, value in dep.env().items():
         out(f"export {name}={shlex.quote(value)}")
     out("")
-    if dep.backend == "moto":
-        # moto counts Binary attributes by their base64 length (see LocalDeployment).
-        out(f"On the moto backend, pass max_item_bytes={MOTO_ITEM_BYTES} to JournalSaver "
-            "if records may approach 300 KB.")
     out("Press Ctrl-C to stop.")
 
 
 def run(args: argparse.Namespace, out: Say, err: Say) -> int:
     """Run the deployment until a signal; 0 when stopped, 1 when it could not start."""
+    from checkpoint_journal._core import aws
     from checkpoint_journal.local import LocalDeployment
 
-    dep = LocalDeployment(backend=args.backend)
+    # The region a second terminal's tools will resolve (AWS_REGION, AWS_DEFAULT_REGION,
+    # AWS_PROFILE's); `local` has no --profile, so a bad AWS_PROFILE is named as such.
+    region = aws.default_region(terms=aws.ENVIRONMENT)
+    dep = LocalDeployment(backend=args.backend, region_name=region)
     try:
         with _signals(_raise_stop):
             dep.start()  # stops what it started if interrupted or failing

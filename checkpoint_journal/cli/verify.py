@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from checkpoint_journal._core import archive_read as archive
-from checkpoint_journal._core import aws
 from checkpoint_journal._core import chain as _chain
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core.archive import ArchiveDamage
@@ -225,7 +224,7 @@ def command(args: argparse.Namespace) -> Callable[[Connection, Callable[[str], N
         secret = key
         if source is not None and source[0] == "secret":
             secret = _chain_key(
-                lambda: aws.secret_value(source[1], region_name=conn.region).encode())
+                lambda: conn.secret(source[1]).encode())
         archive = conn.bucket is not None and not args.no_archive
         report = verify(
             conn.dynamodb, conn.table, hasher=Hasher(secret), thread_id=args.thread,

@@ -27,26 +27,32 @@ from typing import Any, Literal
 
 import boto3
 
-from checkpoint_journal.local._cfn import load_template
-from checkpoint_journal.local._esm import (
+from checkpoint_journal._core import extras as _extras
+
+# Before the submodules (PyYAML, moto, the handlers): without the [local] extra, one
+# MissingExtraError that names it, not a ModuleNotFoundError from deep inside.
+_extras.require("local", "checkpoint_journal.local")
+
+from checkpoint_journal.local._cfn import load_template  # noqa: E402
+from checkpoint_journal.local._esm import (  # noqa: E402
     StreamEventSource,
     queue_attributes,
     resource_ids,
     stream_event_sources,
 )
-from checkpoint_journal.local._runner import (
+from checkpoint_journal.local._runner import (  # noqa: E402
     ConsumerStatus,
     Handler,
     HandlerWrapper,
     StreamRunner,
     read_queue,
 )
-from checkpoint_journal.local._template import (
+from checkpoint_journal.local._template import (  # noqa: E402
     bucket_lifecycle_rules,
     table_create_kwargs,
     table_ttl_attribute,
 )
-from checkpoint_journal.saver import JournalSaver
+from checkpoint_journal.saver import JournalSaver  # noqa: E402
 
 __all__ = [
     "ConsumerStatus",
@@ -63,10 +69,9 @@ _BUCKET_ID = "BlobBucket"
 
 Backend = Literal["moto", "dynamodb-local"]
 
-# moto counts a Binary attribute by its base64 length (4/3 of the bytes DynamoDB
-# counts) against a 405,000-byte cap, so on the moto backend the saver chunks at a
-# budget that fits moto's arithmetic. DynamoDB Local and AWS use the real 400 KB.
-MOTO_ITEM_BYTES = 296 * 1024
+# The region when nothing names one (no argument, AWS_REGION, AWS_DEFAULT_REGION or
+# profile): any works locally, and this is the one boto3 users meet most.
+DEFAULT_REGION = "us-east-1"
 
 # Dummy credentials. DynamoDB Local 2.x accepts only letters and digits in the key id.
 LOCAL_ACCESS_KEY = "AKIDLOCAL"
@@ -81,7 +86,12 @@ class LocalDeployment:
         handlers: whether the stream consumers declared in ``template.yaml`` run (every
             DynamoDB event of every ``AWS::Serverless::Function``, with the function's
             real handler). With False, ``drain`` returns at once.
-        region_name: the region the clients sign for.
+        region_name: the region the deployment's resources live in and its clients sign
+            for (moto and DynamoDB Local keep one set of tables per region). None
+            (default) resolves it as the AWS tools do: ``AWS_REGION``, then
+            ``AWS_DEFAULT_REGION``, then the profile's (``AWS_PROFILE``), else us-east-1;
+            so a plain ``JournalSaver(table, endpoint_url=...)`` in the same environment
+            finds the table.
         name: a prefix for the table, bucket and queue names (a unique suffix is added:
             moto's backends are process-global, so two deployments must not share names).
         batching_window: seconds that replace every mapping's
@@ -98,16 +108,18 @@ class LocalDeployment:
         *,
         backend: Backend = "moto",
         handlers: bool = True,
-        region_name: str = "us-east-1",
+        region_name: str | None = None,
         name: str = "checkpoint-journal",
         batching_window: float | None = None,
         handler_wrappers: Mapping[str, HandlerWrapper] | None = None,
     ) -> None:
         if backend not in ("moto", "dynamodb-local"):
             raise ValueError(f"unknown backend {backend!r}: use 'moto' or 'dynamodb-local'")
+        from checkpoint_journal._core import aws
+
         self.backend: Backend = backend
         self.handlers = handlers
-        self.region_name = region_name
+        self.region_name: str = region_name or aws.default_region() or DEFAULT_REGION
         self.batching_window = batching_window
         self._handler_wrappers = dict(handler_wrappers or {})
         self._name = name
@@ -119,6 +131,8 @@ class LocalDeployment:
         self.stream_sources: list[StreamEventSource] = []
         """The template's event source mappings, resolved for this deployment."""
         self._moto: Any = None
+        self._moto_sizes = False
+        """Whether this deployment holds an install of the moto item-size patch."""
         self._ddb_local: Any = None
         self.endpoint_url = ""
         """The DynamoDB (and DynamoDB Streams) endpoint."""
@@ -133,11 +147,17 @@ class LocalDeployment:
     def start(self) -> LocalDeployment:
         if self._started:
             return self
-        from moto.server import ThreadedMotoServer
+        with _extras.guard("local", "checkpoint_journal.local"):
+            from moto.server import ThreadedMotoServer
 
         # werkzeug logs every request at INFO; the deployment is a library, not a server.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         try:
+            if self.backend == "moto":
+                from checkpoint_journal.local import _moto_size
+
+                # moto's own arithmetic refuses items DynamoDB accepts (see _moto_size).
+                self._moto_sizes = _moto_size.install()
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()
@@ -176,6 +196,11 @@ class LocalDeployment:
         if self._ddb_local is not None:
             self._ddb_local.stop()
             self._ddb_local = None
+        if self._moto_sizes:
+            from checkpoint_journal.local import _moto_size
+
+            _moto_size.uninstall()
+            self._moto_sizes = False
         self._started = False
 
     def __enter__(self) -> LocalDeployment:
@@ -214,14 +239,13 @@ class LocalDeployment:
             return self._shared_session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     def saver(self, **kw: Any) -> JournalSaver:
-        """A JournalSaver on this deployment; keyword arguments go to JournalSaver."""
+        """A JournalSaver on this deployment, with JournalSaver's defaults (both backends
+        take items up to DynamoDB's 400 KB); keyword arguments go to JournalSaver."""
         self._require_started()
         kw.setdefault("boto3_session", self.session())
         kw.setdefault("endpoint_url", self.endpoint_url)
         kw.setdefault("s3_endpoint_url", self.s3_endpoint_url)
         kw.setdefault("bucket", self.bucket)
-        if self.backend == "moto":
-            kw.setdefault("max_item_bytes", MOTO_ITEM_BYTES)
         return JournalSaver(self.table_name, **kw)
 
     def aws_env(self) -> dict[str, str]:

@@ -93,10 +93,17 @@ class JournalSaver(BaseCheckpointSaver[str]):
             state schema (LangGraph passes them through ``with_allowlist``) are rebuilt; a
             stored value naming any other type, or pickled, raises BlockedTypeError and
             runs no code. An ``EncryptedSerializer`` works.
-        endpoint_url, region_name: where AWS is (DynamoDB Local, moto, a region);
-            ``None`` uses boto3's resolution (``AWS_ENDPOINT_URL_DYNAMODB`` etc.).
-        s3_endpoint_url: S3's endpoint when it differs from ``endpoint_url``.
-        boto3_session: every client the saver makes comes from this session.
+        endpoint_url: DynamoDB's endpoint (DynamoDB Local, moto); ``None`` uses boto3's:
+            ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``, else the profile's.
+        s3_endpoint_url: S3's endpoint; ``None`` uses ``AWS_ENDPOINT_URL_S3``, else
+            ``endpoint_url`` (one emulator serving both), else boto3's.
+        region_name: the region; ``None`` resolves it as the AWS CLI and SDKs do: the
+            region ``boto3_session`` was built with, ``AWS_REGION``,
+            ``AWS_DEFAULT_REGION``, then the profile's (``AWS_PROFILE``, or the session's).
+            No region at all, or an ``AWS_PROFILE`` that does not exist, raises
+            NotConfiguredError.
+        boto3_session: every client the saver makes comes from this session (a profile:
+            ``boto3.Session(profile_name=...)``).
         max_attempts: attempts per request, the first included, before throttling or a
             transient error is raised as TransientError (botocore's standard retry mode,
             with its exponential backoff).
@@ -265,7 +272,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
     ) -> Iterator[CheckpointTuple]:
         """Checkpoints newest first, each yielded as soon as the pages read answer it;
         ``config=None`` lists every thread (from the projector's indexes: eventually
-        consistent, see the README)."""
+        consistent, see docs/design.md, "Reads: the view plus the tail")."""
         if limit is not None and limit <= 0:
             return
         before_id = get_checkpoint_id(before) if before else None

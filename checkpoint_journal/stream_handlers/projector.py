@@ -50,12 +50,13 @@ SERVICE = "checkpoint-journal-projector"
 NAMESPACE_CONCURRENCY = 8
 
 
-def make_projector(env: Mapping[str, str]) -> Projector:
-    """A Projector configured from a Lambda-style environment."""
+def make_projector(env: Mapping[str, str], *, terms: aws.Terms = aws.ENVIRONMENT) -> Projector:
+    """A Projector configured from a Lambda-style environment; ``terms`` words its AWS
+    errors (``rebuild`` gives the command line's)."""
     table = env.get("TABLE_NAME")
     if not table:
         raise RuntimeError("TABLE_NAME is not set: the projector needs the journal table")
-    clients = aws.clients_from_env(env, max_attempts=8)
+    clients = aws.clients_from_env(env, max_attempts=8, terms=terms)
     bucket = env.get("BUCKET_NAME") or None
     ddb, s3 = clients.dynamodb, (clients.s3 if bucket else None)
     return Projector(

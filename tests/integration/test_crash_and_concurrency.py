@@ -13,7 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from checkpoint_journal.local import MOTO_ITEM_BYTES, LocalDeployment
+from checkpoint_journal.local import LocalDeployment
 
 from . import graphs
 
@@ -32,8 +32,6 @@ def test_killed_process_is_resumed_without_rerunning_finished_nodes(
     deployment: LocalDeployment, tmp_path: Path
 ) -> None:
     env = {**os.environ, **deployment.env()}
-    if deployment.backend == "moto":
-        env["CHECKPOINT_JOURNAL_MAX_ITEM_BYTES"] = str(MOTO_ITEM_BYTES)
     thread = f"crash-{uuid.uuid4()}"
     log = tmp_path / "nodes.log"
     log.touch()

@@ -95,7 +95,9 @@ def test_no_region_names_the_flag_and_the_variables(monkeypatch: pytest.MonkeyPa
     for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    with pytest.raises(errors.NotConfiguredError, match="--region.*AWS_REGION.*AWS_DEFAULT_REGION"):
+    # In Python's terms here; the command line's (--region) in tests/unit/test_region.py.
+    with pytest.raises(errors.NotConfiguredError,
+                       match="region_name=.*AWS_REGION.*AWS_DEFAULT_REGION"):
         aws.clients()
 
 
