@@ -16,10 +16,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from checkpoint_journal._core import aws
+from checkpoint_journal._core import aws, extras
 from checkpoint_journal.cli.errors import NotFoundError, UsageError
 from checkpoint_journal.cli.parser import build_parser
-from checkpoint_journal.errors import InvalidKeyError, JournalError
+from checkpoint_journal.errors import InvalidKeyError, JournalError, MissingExtraError
 
 if TYPE_CHECKING:
     from checkpoint_journal.cli.browse import Journal
@@ -159,7 +159,7 @@ def _diff(args: argparse.Namespace) -> int:
         result = detail.diff(_journal(args, conn, progress), args.a, args.b,
                              browse.default_serde(args.allow))
         return render.Outcome(render.diff_doc(result),
-                              lambda style, width: render.diff_text(result, style))
+                              lambda style, width: render.diff_text(result, style, width))
 
     return _present(args, run)
 
@@ -174,6 +174,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # Every export opens the sealed archive: say so before connecting, not at record one.
+    extras.require("audit", "checkpoint-journal export")
     from checkpoint_journal.cli import export
 
     return export.run(args, err)
@@ -181,14 +183,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     """Fold threads' journals again with the projector's own code and configuration
-    (its environment variables, as the Lambda reads them)."""
-    import os
-
-    from checkpoint_journal.cli.connect import names
+    (its environment variables, as the Lambda reads them, with the connection flags)."""
+    from checkpoint_journal.cli.connect import names, projector_env
     from checkpoint_journal.stream_handlers.projector import make_projector
 
     table, bucket = names(args)
-    projector = make_projector({**os.environ, "TABLE_NAME": table, "BUCKET_NAME": bucket or ""})
+    projector = make_projector(projector_env(args, table, bucket), terms=aws.COMMAND_LINE)
     try:
         threads = list(projector.threads()) if args.all else list(args.thread)
         for thread in threads:
@@ -226,9 +226,16 @@ def _local(args: argparse.Namespace) -> int:
     return local.run(args, out, err)
 
 
+def _import_dynamodbsaver(args: argparse.Namespace) -> int:
+    from checkpoint_journal.cli import import_dynamodbsaver
+
+    return import_dynamodbsaver.run(args, out)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "local": _local, "demo": _demo, "rebuild": _rebuild, "threads": _threads,
     "history": _history, "show": _show, "diff": _diff, "verify": _verify, "export": _export,
+    "import-dynamodbsaver": _import_dynamodbsaver,
 }
 
 
@@ -237,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
+    except MissingExtraError as e:
+        # One line naming the command and the extra to install (local, demo: [local];
+        # rebuild: [lambda]; export, verify's archive check: [audit]); no traceback.
+        err(str(MissingExtraError(f"checkpoint-journal {args.command}", e.extra)))
+        return 1
     except (Exception, KeyboardInterrupt) as e:
         status = exit_status(e)
         if status is None:

@@ -3,6 +3,7 @@
     checkpoint-journal local   [--backend moto|dynamodb-local]
     checkpoint-journal demo    [--backend moto|dynamodb-local]
     checkpoint-journal rebuild (--thread ID ... | --all) [--table T] [--bucket B]
+                               [--endpoint-url URL] [--region R] [--profile P]
     checkpoint-journal threads [--limit N]                  [connection] [--json]
     checkpoint-journal history THREAD [--ns NS] [--limit N] [connection] [--json]
     checkpoint-journal show    THREAD [CHECKPOINT] [--ns NS] [connection] [--json]
@@ -11,8 +12,10 @@
                                [--no-archive] [connection] [--json]
     checkpoint-journal export  [--thread T] [--since WHEN] [--until WHEN]
                                [--format jsonl|avro] [--output PATH] [connection]
+    checkpoint-journal import-dynamodbsaver --source-table NAME [--source-bucket NAME]
+                               (--thread ID ... | --all) [connection] [--json]
 
-    connection: [--table T] [--bucket B] [--endpoint-url URL] [--region R]
+    connection: [--table T] [--bucket B] [--endpoint-url URL] [--region R] [--profile P]
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments
 and help (with an example), listed in ``_SUBCOMMANDS``; ``args.command`` names the
@@ -105,8 +108,10 @@ example:
   checkpoint-journal rebuild --all          # every thread (scans the table)
 
 Run it with credentials that may do what the projector does (its role, or an operator's):
-write view, head and index items, and put and delete objects under blobs/. Endpoints come
-from boto3's usual settings (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_REGION).
+write view, head and index items, and put and delete objects under blobs/. Region,
+profile and endpoints resolve as the AWS CLI's: --region, else $AWS_REGION,
+$AWS_DEFAULT_REGION, the profile's; --profile, else $AWS_PROFILE; --endpoint-url, else
+$AWS_ENDPOINT_URL_DYNAMODB, $AWS_ENDPOINT_URL (S3: $AWS_ENDPOINT_URL_S3).
 """
 
 
@@ -125,6 +130,7 @@ def _add_rebuild(sub: Any) -> None:
     which.add_argument("--all", action="store_true", help="every thread in the table")
     p.add_argument("--table", help="the journal table (default: $CHECKPOINT_JOURNAL_TABLE)")
     p.add_argument("--bucket", help="the blob bucket (default: $CHECKPOINT_JOURNAL_BUCKET)")
+    _add_aws(p)
 
 
 # -- browsing: threads, history, show, diff -----------------------------------------------------
@@ -132,8 +138,9 @@ def _add_rebuild(sub: Any) -> None:
 
 _BROWSE_NOTES = """
 Connection: --table and --bucket default to $CHECKPOINT_JOURNAL_TABLE and
-$CHECKPOINT_JOURNAL_BUCKET; endpoints, region and credentials come from boto3's usual
-settings (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_PROFILE), so the
+$CHECKPOINT_JOURNAL_BUCKET; region, credentials and endpoints resolve as the AWS CLI's
+(--region, else $AWS_REGION, $AWS_DEFAULT_REGION, the profile's; --profile, else
+$AWS_PROFILE; --endpoint-url, else $AWS_ENDPOINT_URL_DYNAMODB, $AWS_ENDPOINT_URL), so the
 export lines that `checkpoint-journal local` prints are all a second terminal needs.
 Reads only: Query on the table and its ThreadIndex, nothing in S3, no Scan.
 
@@ -151,15 +158,25 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _add_aws(p: Any) -> None:
+    """--endpoint-url, --region and --profile, resolved as the AWS CLI resolves them
+    (``connect``): the flag, then the environment, then the profile."""
+    p.add_argument("--endpoint-url", metavar="URL",
+                   help="the DynamoDB endpoint (default: $AWS_ENDPOINT_URL_DYNAMODB, else "
+                   "$AWS_ENDPOINT_URL, else the profile's; none for AWS itself)")
+    p.add_argument("--region", help="the AWS region (default: $AWS_REGION, else "
+                   "$AWS_DEFAULT_REGION, else the profile's)")
+    p.add_argument("--profile", metavar="NAME",
+                   help="the AWS profile for credentials and region, as in the AWS CLI "
+                   "(default: $AWS_PROFILE, else the default profile)")
+
+
 def _add_connection(p: Any, *, table: str, bucket: str) -> None:
     """The connection flags (see ``connect``), with what the table and bucket are for."""
     conn = p.add_argument_group("connection")
     conn.add_argument("--table", help=f"{table} (default: $CHECKPOINT_JOURNAL_TABLE)")
     conn.add_argument("--bucket", help=bucket)
-    conn.add_argument("--endpoint-url", metavar="URL",
-                      help="the DynamoDB endpoint (default: boto3's, e.g. "
-                      "$AWS_ENDPOINT_URL_DYNAMODB; none for AWS itself)")
-    conn.add_argument("--region", help="the AWS region (default: boto3's, e.g. $AWS_REGION)")
+    _add_aws(conn)
     p.add_argument("--allow", action="append", default=[], metavar="MODULE.NAME",
                    help="rebuild stored values of this type of yours too (repeatable); by "
                    "default only LangGraph's and langchain-core's own types are rebuilt, and "
@@ -234,7 +251,9 @@ def _add_show(sub: Any) -> None:
         "its metadata, the pending writes and interrupts saved on it, and where each value\n"
         "is stored (the journal record that holds it; inline in the view, or the S3 object\n"
         "the projector offloaded it to). Long values are cut to the terminal's width; --json\n"
-        "prints them whole.",
+        "prints them whole. A list of chat messages (LangChain messages or their dict forms)\n"
+        "reads as a conversation: each message's role and text, an assistant's tool calls,\n"
+        "the tool results, and the pending interrupts with what resuming them takes.",
         epilog="""\
 example:
   checkpoint-journal show customer-42
@@ -256,7 +275,9 @@ def _add_diff(sub: Any) -> None:
         help="show which channels changed between two checkpoints of a thread",
         description="Compare two checkpoints of a thread's namespace: channels added,\n"
         "removed and changed, and how (items appended to a list, text appended to a string,\n"
-        "keys added, removed or changed in a dict, or old -> new).",
+        "keys added, removed or changed in a dict, or old -> new). For a list of chat\n"
+        "messages: the messages added, changed and removed (matched by id, else by\n"
+        "position), shown as turns.",
         epilog="""\
 example:
   checkpoint-journal diff customer-42 1f0b2c3d-4e5f-6a7b 1f0b2c3e-0a1b-6c2d
@@ -390,12 +411,77 @@ def _add_export(sub: Any) -> None:
                     bucket="the bucket of the archive (default: $CHECKPOINT_JOURNAL_BUCKET)")
 
 
+# -- import-dynamodbsaver ---------------------------------------------------------------------
+
+
+_IMPORT_EPILOG = """\
+example:
+  export CHECKPOINT_JOURNAL_TABLE=journal-table
+  checkpoint-journal import-dynamodbsaver --source-table checkpoints \\
+      --source-bucket checkpoints-offload --all
+  checkpoint-journal import-dynamodbsaver --source-table checkpoints --thread customer-42 --json
+
+What is kept: every checkpoint of every namespace (subgraphs too) with its id, parent,
+metadata and values, and every pending write (interrupts, resume values, errors) with its
+task, path and index: get_state_history on the journal shows what it showed on
+DynamoDBSaver, and an interrupted thread resumes on JournalSaver. Payloads offloaded to
+S3 (350 KB or more) are read from --source-bucket; gzip-compressed ones are read as they
+are. The journal is written through JournalSaver.put / put_writes, oldest first.
+Values are read with the strict serde: a value of a type of yours stops the import with
+an error naming the type; allow it with --allow module.Name (repeatable).
+
+Run it again at any time: it compares what the journal holds (one list per thread) and
+copies only what is missing, so an interrupted import finishes by running it again, and a
+second run copies nothing. A checkpoint id the journal holds with other content is an
+error (exit 1) naming the thread and the checkpoint; nothing is overwritten.
+
+Connection: --table, --bucket as for the other commands; the source table and bucket are
+reached at the same --endpoint-url and --region. Needs on the source: dynamodb:Query,
+BatchGetItem (and Scan for --all), s3:GetObject; on the journal: the stack's AgentPolicy.
+
+exit status: 0 ok, 1 AWS or table error (a conflict, an unreadable item), 2 usage error,
+3 a --thread not in the source table
+"""
+
+
+def _add_import_dynamodbsaver(sub: Any) -> None:
+    p = sub.add_parser(
+        "import-dynamodbsaver",
+        help="copy threads from langgraph-checkpoint-aws's DynamoDBSaver (1.x) into the journal",
+        description="Copy threads written by langgraph-checkpoint-aws 1.x DynamoDBSaver (its\n"
+        "table, and its S3 offload bucket) into the journal, keeping checkpoint ids, parents,\n"
+        "metadata, subgraph namespaces, pending writes and interrupts. Idempotent and\n"
+        "resumable: a re-run copies only what is missing.",
+        epilog=_IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source-table", required=True, metavar="NAME",
+                   help="the DynamoDBSaver table")
+    p.add_argument("--source-bucket", metavar="NAME",
+                   help="the DynamoDBSaver's S3 offload bucket (s3_offload_config's "
+                   "bucket_name); needed when it offloaded payloads")
+    p.add_argument("--source-key-prefix", metavar="PREFIX",
+                   help="s3_offload_config's key_prefix, if the DynamoDBSaver had one")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--thread", action="append", metavar="ID",
+                       help="a thread id to import (repeatable)")
+    which.add_argument("--all", action="store_true",
+                       help="every thread of the source table (scans it)")
+    p.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                   help="threads imported at once (default 4; 1 for a table with little "
+                   "provisioned capacity)")
+    _add_connection(p, table="the journal table to import into",
+                    bucket="the journal's blob bucket (default: $CHECKPOINT_JOURNAL_BUCKET)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON document on stdout")
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
 _SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_local, _add_demo, _add_rebuild, _add_threads, _add_history, _add_show, _add_diff,
-    _add_verify, _add_export,
+    _add_verify, _add_export, _add_import_dynamodbsaver,
 ]
 
 

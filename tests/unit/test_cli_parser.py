@@ -9,10 +9,10 @@ import pytest
 from checkpoint_journal.cli import build_parser, main
 
 SUBCOMMANDS = ["local", "demo", "rebuild", "threads", "history", "show", "diff", "verify",
-               "export"]
+               "export", "import-dynamodbsaver"]
 # local, demo: tests/integration/test_cli_demo.py; rebuild: tests/integration/test_projector.py;
 # threads, history, show, diff: tests/integration/test_cli_browse.py; verify: test_verify.py;
-# export: test_export.py
+# export: test_export.py; import-dynamodbsaver: test_import_dynamodbsaver.py
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
