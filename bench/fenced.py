@@ -16,7 +16,8 @@ also tallied by the item kind they store (checkpoint event: ``put``; writes even
 ``put_writes``), and their write capacity is estimated with DynamoDB's rules: a
 standard write costs one WCU per started KB of the item, a transactional one twice
 that for each item it names, the ConditionCheck on the (sub-1 KB) owner item included.
-The final states of both runs must be identical. Prints only; never touches README.md.
+The final states of both runs must be identical. Prints only; never touches
+docs/benchmark.md (its "What write ownership costs" table is copied from this output).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The long-conversation workload (issue 12): bytes written per turn as a thread grows.
 
     python -m bench.long [--turns 200] [--rtt-ms 10] [--savers journal,dynamodb,memory,postgres]
-                         [--variants plain,delta] [--budget-s 900] [--no-readme]
+                         [--variants plain,delta] [--budget-s 900] [--no-docs]
 
 A tool-calling chat agent (``bench.long_workload``: per turn a user message, an AI tool
 call, a ~1.5 KB tool result and a ~1 KB answer; four super-steps) runs ``--turns`` turns
@@ -24,7 +24,7 @@ bytes written per turn by tenth of the run, and the totals at 40 turns from the 
 run. Then ``graph.get_state`` is measured. A saver's run stops early, with a note in the
 report, once its run time exceeds ``--budget-s``. Every saver's final messages must
 equal the workload's expected messages (and so each other's), or the bench fails.
-The report is printed; by default it is also written into README.md between
+The report is printed; by default it is also written into docs/benchmark.md between
 ``<!-- long:start -->`` and ``<!-- long:end -->``, with a plot in docs/long-conversation.png.
 """
 
@@ -289,10 +289,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=900.0,
                    help="stop a saver's run once its run time exceeds this (default 900)")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--write-readme", dest="write_readme", action="store_true", default=True,
-                     help="write the report into README.md and the plot (the default)")
-    out.add_argument("--no-readme", dest="write_readme", action="store_false",
-                     help="print only; leave README.md and docs/ alone")
+    # --write-readme / --no-readme: the flags' names before the report moved to docs/.
+    out.add_argument("--write-docs", "--write-readme", dest="write_readme",
+                     action="store_true", default=True,
+                     help="write the report into docs/benchmark.md and the plot (the default)")
+    out.add_argument("--no-docs", "--no-readme", dest="write_readme", action="store_false",
+                     help="print only; leave docs/ alone")
     args = p.parse_args(argv)
     if args.turns < 1 or args.rtt_ms < 0 or args.budget_s <= 0:
         p.error("--turns must be at least 1, --rtt-ms not negative, --budget-s positive")

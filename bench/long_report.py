@@ -1,4 +1,5 @@
-"""The long-conversation bench's results, tables and README block (``python -m bench.long``).
+"""The long-conversation bench's results, tables and docs/benchmark.md block
+(``python -m bench.long``).
 
 Every number comes from the per-turn counters of the run that writes the block.
 """
@@ -7,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.docpage import BENCH_DOC, replace_block
 from bench.long_workload import ANSWER_CHARS, MESSAGES_PER_TURN, TOOL_RESULT_CHARS
 from bench.report import fmt_s, ratio, short_bytes
 
@@ -22,12 +23,11 @@ MEMORY = "InMemorySaver"
 POSTGRES = "PostgresSaver"
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 PLOT = ROOT / "docs" / "long-conversation.png"
-PLOT_LINK = "docs/long-conversation.png"
+PLOT_LINK = "long-conversation.png"
+"""The plot as the page links it: relative to docs/benchmark.md, next to it."""
 START_MARK = "<!-- long:start -->"
 END_MARK = "<!-- long:end -->"
-SECTION = "## Benchmark"
 EARLY_TURNS = 40
 """The issue's 40-turn figures, taken from the first turns of the same run."""
 
@@ -227,7 +227,7 @@ def settings_text(res: LongResults) -> list[str]:
 
 
 def report_sections(res: LongResults) -> list[str]:
-    """The tables and notes, in order (for stdout and the README)."""
+    """The tables and notes, in order (for stdout and docs/benchmark.md)."""
     out: list[str] = []
     for variant in res.args.variants:
         out += [f"**`{variant}` state: totals**", totals_table(res, variant),
@@ -257,14 +257,14 @@ def print_report(res: LongResults) -> None:
         print(part + "\n")
 
 
-# -- README and plot ----------------------------------------------------------------------------
+# -- docs/benchmark.md and plot ---------------------------------------------------------------
 
 
 def readme_block(res: LongResults, *, plot: bool) -> str:
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     parts = [
         START_MARK,
-        "### Long conversations",
+        "## Long conversations",
         "",
         f"_Generated {today} by `{command_line(res.argv)}`"
         + (" (`make bench`)" if not res.argv else "") + "._",
@@ -282,21 +282,12 @@ def readme_block(res: LongResults, *, plot: bool) -> str:
 
 def insert_block(text: str, block: str) -> str:
     """Replace the block between the markers; without markers, put it at the end of the
-    README's benchmark section (before the next level-2 heading, or at the end)."""
-    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text, count=1)
-    start = text.find("\n" + SECTION + "\n")
-    after = start + 1 + len(SECTION)
-    nxt = re.compile(r"^## ", re.MULTILINE).search(text, after) if start >= 0 else None
-    if nxt is None:
-        return text.rstrip("\n") + "\n\n" + block + "\n"
-    head = text[: nxt.start()].rstrip("\n")
-    return head + "\n\n" + block + "\n\n" + text[nxt.start():]
+    page (docs/benchmark.md: its last section)."""
+    return replace_block(text, START_MARK, END_MARK, block)
 
 
-def write_outputs(res: LongResults, path: Path = README) -> None:
-    """The plot (if matplotlib is installed), then the README block."""
+def write_outputs(res: LongResults, path: Path = BENCH_DOC) -> None:
+    """The plot (if matplotlib is installed), then the block of docs/benchmark.md."""
     from bench.plot import plot_bytes_per_turn
 
     plotted = plot_bytes_per_turn(res, PLOT)
@@ -306,4 +297,4 @@ def write_outputs(res: LongResults, path: Path = README) -> None:
         print("matplotlib is not installed: no plot (pip install -e '.[bench]').")
     text = path.read_text(encoding="utf-8")
     path.write_text(insert_block(text, readme_block(res, plot=plotted)), encoding="utf-8")
-    print(f"README.md: results written between {START_MARK} and {END_MARK}.")
+    print(f"{path}: results written between {START_MARK} and {END_MARK}.")

@@ -1,17 +1,18 @@
-"""The README's benchmark block: the tables of :mod:`bench.report` and the prose that
-says how they were measured, between two markers that a new run replaces.
+"""The support-agent benchmark's block of docs/benchmark.md: the tables of
+:mod:`bench.report` and the prose that says how they were measured, between two markers
+that a new run replaces (the rest of the page is left as it is).
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.batch import kinds_text
 from bench.counting import KIND_NAMES
+from bench.docpage import BENCH_DOC, write_block
 from bench.report import (
     DYNAMODB,
     JOURNAL_AFTER,
@@ -32,7 +33,6 @@ from bench.report import (
 )
 from checkpoint_journal._core import keys as _keys
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 START_MARK = "<!-- bench:start -->"
 END_MARK = "<!-- bench:end -->"
 
@@ -51,7 +51,7 @@ def settings_text(res: Results, *, dynamodb_s3_note: str) -> list[str]:
         "deterministic). Every HTTP request (retries included) is counted and delayed by a "
         f"simulated {a.rtt_ms:g} ms round trip, the projector's too; InMemorySaver makes "
         "none. Local servers: moto on 127.0.0.1 (DynamoDB, its stream, S3), one per "
-        "deployment. JournalSaver: defaults (zstd on), moto item budget.",
+        "deployment. JournalSaver: defaults (zstd on).",
         f"**{JOURNAL_LIVE}.** A `LocalDeployment()` whose stream runner feeds the real "
         "projector handler (`checkpoint_journal.stream_handlers.projector`) from the "
         "table's stream, as the event source mapping of template.yaml does (batch size "
@@ -168,11 +168,12 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 def readme_block(res: Results, *, dynamodb_s3_note: str) -> str:
+    """The block, markers included, for docs/benchmark.md (named for its old home)."""
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     turns = res.args.turns
     parts = [
         START_MARK,
-        "## Benchmark",
+        "## The support-agent workload",
         "",
         f"_Generated {today} by `{command_line(res.argv)}`"
         + (" (`make bench`)" if not res.argv else "")
@@ -220,11 +221,7 @@ def readme_block(res: Results, *, dynamodb_s3_note: str) -> str:
     return "\n".join(parts)
 
 
-def write_readme(block: str, path: Path = README) -> None:
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"  # the block has its heading
-    path.write_text(text, encoding="utf-8")
+def write_readme(block: str, path: Path = BENCH_DOC) -> None:
+    """Replace the block between the markers of ``path`` (docs/benchmark.md), or append
+    it if the page has no markers yet (the block has its heading)."""
+    write_block(path, START_MARK, END_MARK, block)

@@ -1,8 +1,8 @@
 """The bench's results, its tables and its targets (pure: no I/O).
 
-Every number in the README block comes from a :class:`Results` of the run that writes
-it; :mod:`bench.readme` puts these tables in the block with the prose that names what
-they are.
+Every number in the block of docs/benchmark.md comes from a :class:`Results` of the run
+that writes it; :mod:`bench.readme` puts these tables in the block with the prose that
+names what they are.
 """
 
 from __future__ import annotations

@@ -99,3 +99,26 @@ class StaleWriteOwnerError(JournalError):
     def __reduce__(self) -> tuple[type[StaleWriteOwnerError], tuple[str, str | None]]:
         # Rebuilt from its fields (the default would pass the message as thread_id).
         return (type(self), (self.thread_id, self.detail))
+
+
+class MissingExtraError(JournalError, ImportError):
+    """A part of checkpoint-journal was used without the extra that installs what it needs.
+
+    ``pip install checkpoint-journal`` is an agent's install; the embedded deployment,
+    the Lambda handlers and reading the sealed audit archive need ``[local]``,
+    ``[lambda]`` and ``[audit]``. ``what`` names the part, ``extra`` the extra, and
+    ``name`` (as on any ImportError) the module that was missing, when known; the
+    message is one line saying what to install. Raised ``from`` the original ImportError.
+    """
+
+    def __init__(self, what: str, extra: str, missing: str | None = None) -> None:
+        super().__init__(
+            f"{what} needs the [{extra}] extra: pip install 'checkpoint-journal[{extra}]'",
+            name=missing,
+        )
+        self.what = what
+        self.extra = extra
+
+    def __reduce__(self) -> tuple[type[MissingExtraError], tuple[str, str, str | None]]:
+        # Rebuilt from its fields (the default would pass the message as ``what``).
+        return (type(self), (self.what, self.extra, self.name))

@@ -36,8 +36,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from langgraph.checkpoint.base import writes_sort_key
-
 from checkpoint_journal import schemas
 from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import keys as _keys
@@ -407,6 +405,14 @@ def fold_writes(events: Iterable[dict[str, Any]]) -> list[FoldedWrite]:
                 rec["task_path"], w["idx"],
             )
     return sorted(out.values(), key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx))
+
+
+def writes_sort_key(task_path: str, task_id: str, idx: int) -> tuple[str, str, int]:
+    """The order live execution applies a super-step's writes in: LangGraph's
+    ``langgraph.checkpoint.base.writes_sort_key``, spelled out here so that the stream
+    handlers (which fold but never run a graph) need no LangGraph in their Lambda layer.
+    A unit test holds the two equal."""
+    return (task_path, task_id, idx)
 
 
 def _add_blobs(

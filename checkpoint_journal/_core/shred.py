@@ -57,6 +57,7 @@ the only way to meet it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -66,15 +67,13 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from checkpoint_journal import errors
-from checkpoint_journal._core import aws
+from checkpoint_journal._core import aws, extras
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from mypy_boto3_dynamodb import DynamoDBClient
 
 KEY_PK_PREFIX = "K#"
@@ -180,10 +179,22 @@ def _nonce(key: bytes, associated: bytes, plaintext: bytes) -> bytes:
     return mac.digest()[:NONCE_BYTES]
 
 
+@functools.cache
+def _aead() -> tuple[type[AESGCM], type[Exception]]:
+    """cryptography's AES-GCM and its authentication failure. Imported on first use, not
+    with this module: the key store (``delete_thread`` destroys keys) needs no cipher,
+    and the agent's install has none (cryptography comes with [audit] and [lambda])."""
+    with extras.guard("audit", "sealing or opening the audit archive"):
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    return AESGCM, InvalidTag
+
+
 def seal(key: ThreadKey, plaintext: bytes, *, pk: str, sk: str, field_name: str) -> Sealed:
+    aesgcm, _ = _aead()
     associated = aad(pk, sk, field_name)
     nonce = _nonce(key.key, associated, plaintext)
-    return Sealed(nonce, AESGCM(key.key).encrypt(nonce, plaintext, associated))
+    return Sealed(nonce, aesgcm(key.key).encrypt(nonce, plaintext, associated))
 
 
 class UndecryptableError(errors.CorruptRecordError):
@@ -195,9 +206,10 @@ def unseal(key: ThreadKey, sealed: Sealed, *, pk: str, sk: str, field_name: str)
     """The plaintext of a sealed field; UndecryptableError if it does not authenticate."""
     if len(sealed.nonce) != NONCE_BYTES:
         raise UndecryptableError(f"sealed {field_name}: nonce of {len(sealed.nonce)} bytes")
+    aesgcm, invalid_tag = _aead()
     try:
-        return AESGCM(key.key).decrypt(sealed.nonce, sealed.ciphertext, aad(pk, sk, field_name))
-    except InvalidTag as e:
+        return aesgcm(key.key).decrypt(sealed.nonce, sealed.ciphertext, aad(pk, sk, field_name))
+    except invalid_tag as e:
         raise UndecryptableError(
             f"sealed {field_name} of {sk[:80]!r} fails AES-GCM authentication: the archive "
             "record was altered"

@@ -114,3 +114,14 @@ def test_pending_writes_follow_langgraphs_rules() -> None:
 def test_items_outside_the_journal_are_ignored() -> None:
     view = {"PK": {"S": PK}, "SK": {"S": "V##c1"}, "kind": {"S": "V"}}
     assert fold_partition(ckpt("c1", {}) + [view], now_s=0).namespaces[""].checkpoints
+
+
+def test_the_folds_writes_order_is_langgraphs() -> None:
+    """fold spells out LangGraph's writes_sort_key (so the handlers' layer needs no
+    LangGraph): the two must order every write alike."""
+    from langgraph.checkpoint.base import writes_sort_key as langgraphs
+
+    from checkpoint_journal._core.fold import writes_sort_key as ours
+
+    for args in [("", "", 0), ("~__pregel_pull, tools", "t1", -3), ("a", "b", 7)]:
+        assert ours(*args) == langgraphs(*args)

@@ -1,13 +1,19 @@
-"""deploy/build_lambda.py: what `sam build` packages for the projector. Pure: pip is faked.
+"""deploy/build_lambda.py: the one Lambda layer `sam build` packages for both handlers.
+Pure: pip is faked.
 
 The real build (pip downloading wheels for arm64) is not run by the suite: it needs the
-network and takes seconds. See the README's deploy section for how it was verified.
+network and takes seconds. See docs/deployment.md ("What was verified, and how").
+What the suite does check is that the handlers load nothing the layer does not install.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import json
+import os
 import pathlib
+import re
 import subprocess
 import sys
 from types import ModuleType
@@ -34,9 +40,14 @@ build_lambda = _load_build_script()
 
 
 def test_wheels_are_chosen_for_the_templates_runtime() -> None:
-    props = load_template(ROOT / "template.yaml")["Resources"]["ProjectorFunction"]["Properties"]
-    assert props["Runtime"] == f"python{build_lambda.PYTHON_VERSION}"
-    assert props["Architectures"] == ["arm64"]
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    layer = resources["HandlersLayer"]["Properties"]
+    assert layer["CompatibleRuntimes"] == [f"python{build_lambda.PYTHON_VERSION}"]
+    assert layer["CompatibleArchitectures"] == ["arm64"]
+    for function_id in ("ProjectorFunction", "ArchiverFunction"):
+        props = resources[function_id]["Properties"]
+        assert props["Runtime"] == f"python{build_lambda.PYTHON_VERSION}"
+        assert props["Architectures"] == ["arm64"]
     assert all(p.endswith("_aarch64") for p in build_lambda.PLATFORMS)
 
 
@@ -61,22 +72,45 @@ def test_pip_installs_only_lambda_compatible_wheels(tmp_path: pathlib.Path) -> N
     assert max(int(p.split("_")[2]) for p in platforms if p.startswith("manylinux_2_")) == 34
 
 
-def test_runtime_requirements_are_the_projects_dependencies(tmp_path: pathlib.Path) -> None:
+def test_lambda_requirements_are_the_core_ones_but_langgraph_and_the_lambda_extra(
+    tmp_path: pathlib.Path,
+) -> None:
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
-        '[project]\nname = "x"\ndependencies = ["boto3>=1.34", "langgraph-checkpoint>=4.0,<5"]\n'
-        '[project.optional-dependencies]\ndev = ["pytest"]\n'
+        '[project]\nname = "x"\ndependencies = ["boto3>=1.34", "LangGraph >=1.0", '
+        '"langgraph-checkpoint>=4.0,<5"]\n'
+        '[project.optional-dependencies]\nlambda = ["aws-lambda-powertools[tracer]>=3.0"]\n'
+        'dev = ["pytest"]\n'
     )
-    assert build_lambda.runtime_requirements(pyproject) == [
+    assert build_lambda.lambda_requirements(pyproject) == [
         "boto3>=1.34",
-        "langgraph-checkpoint>=4.0,<5",
+        "aws-lambda-powertools[tracer]>=3.0",
     ]
-    # The real list: what the package imports at run time, no dev tools.
-    real = build_lambda.runtime_requirements()
-    assert any(r.startswith("aws-lambda-powertools") for r in real)
-    # The archiver seals the archive with AES-GCM: its wheel goes into the package.
-    assert any(r.startswith("cryptography") for r in real)
-    assert not any(r.startswith(("pytest", "moto", "cfn-lint")) for r in real)
+    # The real list: what the handlers import at run time, no dev tools, no graph runtime.
+    real = build_lambda.lambda_requirements()
+    names = {build_lambda.project_name(r) for r in real}
+    assert {"boto3", "aws-lambda-powertools", "fastavro", "zstandard"} <= names
+    # The archiver seals the archive with AES-GCM: its wheel goes into the layer.
+    assert "cryptography" in names
+    assert not names & {"langgraph", "langgraph-checkpoint", "pytest", "moto", "cfn-lint",
+                        "pyyaml"}
+
+
+def test_lambda_requirements_need_a_lambda_extra(tmp_path: pathlib.Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["boto3>=1.34"]\n')
+    with pytest.raises(SystemExit, match=r"optional-dependencies\]\.lambda is not a list"):
+        build_lambda.lambda_requirements(pyproject)
+
+
+@pytest.mark.parametrize(("requirement", "name"), [
+    ("langgraph>=1.0", "langgraph"),
+    ("LangGraph_Checkpoint >=4.0,<5", "langgraph-checkpoint"),
+    ("aws-lambda-powertools[tracer]>=3.0", "aws-lambda-powertools"),
+    ("zope.interface; python_version < '3.12'", "zope-interface"),
+])
+def test_project_names_are_normalised(requirement: str, name: str) -> None:
+    assert build_lambda.project_name(requirement) == name
 
 
 def _fake_package(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -129,16 +163,20 @@ def test_main_installs_then_copies_the_real_package(
     assert build_lambda.main(["build_lambda.py", str(out)]) == 0
 
     (command,) = calls
-    assert command[-len(build_lambda.runtime_requirements()) :] == (
-        build_lambda.runtime_requirements()
+    assert command[-len(build_lambda.lambda_requirements()) :] == (
+        build_lambda.lambda_requirements()
     )
-    assert (out / "boto3").is_dir()
-    assert not (out / "bin").exists()
-    handler = out / "checkpoint_journal" / "stream_handlers" / "projector.py"
-    assert handler.is_file()
+    # A layer: Lambda puts /opt/python, where python/ lands, on the handlers' path.
+    assert sorted(p.name for p in out.iterdir()) == ["python"]
+    layer = out / "python"
+    assert command[command.index("--target") + 1] == str(layer)
+    assert (layer / "boto3").is_dir()
+    assert not (layer / "bin").exists()
+    for handler in ("projector", "archiver"):
+        assert (layer / "checkpoint_journal" / "stream_handlers" / f"{handler}.py").is_file()
     assert not list(out.rglob("__pycache__"))
     # Only the package and what pip installed: nothing else of the repository.
-    assert sorted(p.name for p in out.iterdir()) == ["boto3", "checkpoint_journal"]
+    assert sorted(p.name for p in layer.iterdir()) == ["boto3", "checkpoint_journal"]
 
 
 @pytest.mark.parametrize("argv", [["build_lambda.py"], ["build_lambda.py", ""]])
@@ -159,3 +197,68 @@ def test_main_refuses_a_non_empty_directory(
     monkeypatch.setattr(subprocess, "run", no_run)
     (tmp_path / "stale.py").write_text("")
     assert build_lambda.main(["build_lambda.py", str(tmp_path)]) == 2
+
+
+# -- the handlers load nothing the layer does not install ----------------------------------
+
+# Both handlers, built as Lambda builds them, and the archiver's cipher (imported on its
+# first seal): the files of every module that loads beyond what the interpreter had.
+_LOAD_HANDLERS = """
+import json, sys
+before = set(sys.modules)
+from checkpoint_journal._core import shred
+from checkpoint_journal.stream_handlers import archiver, projector
+env = {"TABLE_NAME": "t", "BUCKET_NAME": "b", "AWS_DEFAULT_REGION": "us-east-1"}
+projector.make_handler(env), archiver.make_handler(env)
+shred.seal(shred.new_key("t", 0), b"x", pk="p", sk="s", field_name="f")
+print(json.dumps(sorted({getattr(sys.modules[m], "__file__", None) or ""
+                         for m in set(sys.modules) - before})))
+"""
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed_closure(requirements: list[str]) -> set[str]:
+    """The distributions pip installs for ``requirements`` (as this environment's
+    metadata resolves them), by normalised name."""
+    from packaging.requirements import Requirement
+
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        key = (_canonical(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for spec in importlib.metadata.requires(req.name) or []:
+            sub = Requirement(spec)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e})
+                                         for e in req.extras | {""}):
+                todo.append(sub)
+    return {name for name, _ in seen}
+
+
+def test_the_handlers_load_only_what_the_layer_installs() -> None:
+    loaded = json.loads(subprocess.run(
+        [sys.executable, "-c", _LOAD_HANDLERS], capture_output=True, text=True, check=True,
+        cwd=ROOT, env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+    ).stdout)
+    owner: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = _canonical(dist.metadata["Name"])
+        owner.update((str(dist.locate_file(f)), name) for f in dist.files or ())
+    # Our own package is copied into the layer, not installed by pip.
+    # certifi: botocore.httpsession uses it when importable (here langgraph's httpx brings
+    # it), else the CA bundle botocore ships; the layer does without it.
+    loaded_from = {owner[f] for f in loaded if f in owner} - {"checkpoint-journal", "certifi"}
+    layer = _installed_closure(build_lambda.lambda_requirements())
+    # The control: the load did reach the dependencies (the check below is not vacuous).
+    assert {"aws-lambda-powertools", "cryptography", "fastavro", "boto3"} <= loaded_from
+    assert loaded_from <= layer, f"loaded but not in the layer: {sorted(loaded_from - layer)}"
+    # LangGraph stays out (and with it langchain-core and pydantic): the handlers fold
+    # bytes and never decode a value or run a graph.
+    assert not {"langgraph", "langgraph-checkpoint", "langchain-core", "pydantic"} & (
+        layer | loaded_from)

@@ -124,20 +124,32 @@ class _NoManagedPolicies:
         return {}
 
 
-# What `sam package` / `sam deploy` put in place of a local CodeUri (the built artifact,
-# uploaded). The translator accepts only an S3 location; cfn-lint makes the same swap.
-PACKAGED_CODE = "s3://artifacts-bucket/projector.zip"
+# What `sam package` / `sam deploy` put in place of the layer's local ContentUri (the
+# built artifact, uploaded). The translator accepts only an S3 location; cfn-lint makes
+# the same swap. The functions' code is inline: nothing of theirs is uploaded.
+PACKAGED_LAYER = "s3://artifacts-bucket/handlers-layer.zip"
+FUNCTION_CODE = {"ZipFile": "# checkpoint-journal: the handler is in the HandlersLayer layer.\n"}
 
 
 def _transform(source: dict[str, Any]) -> dict[str, Any]:
     """The template as CloudFormation receives it after `sam build` and `sam package`."""
     source = copy.deepcopy(source)
     for resource in source["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
-            code_uri = resource["Properties"]["CodeUri"]
-            assert isinstance(code_uri, str) and not code_uri.startswith("s3://"), code_uri
-            resource["Properties"]["CodeUri"] = PACKAGED_CODE
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            content_uri = resource["Properties"]["ContentUri"]
+            assert isinstance(content_uri, str) and not content_uri.startswith("s3://"), content_uri
+            resource["Properties"]["ContentUri"] = PACKAGED_LAYER
     return transform(source, {}, _NoManagedPolicies())  # type: ignore[arg-type, no-any-return]
+
+
+def _layer_version_id(transformed: dict[str, Any]) -> str:
+    """The logical id SAM gave HandlersLayer's AWS::Lambda::LayerVersion: the source id
+    and a hash of the layer's properties (a changed layer is a new version)."""
+    (layer_id,) = [
+        logical_id for logical_id, r in transformed["Resources"].items()
+        if r["Type"] == "AWS::Lambda::LayerVersion" and logical_id.startswith("HandlersLayer")
+    ]
+    return layer_id
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +178,9 @@ def test_cfn_lint_passes_on_the_sam_template() -> None:
 def test_sam_transform_runs_offline_and_keeps_every_resource(transformed: dict[str, Any]) -> None:
     assert "Transform" not in transformed
     source = load_template(TEMPLATE)
-    assert set(source["Resources"]) <= set(transformed["Resources"])
+    layers = {"HandlersLayer"}
+    assert set(source["Resources"]) - layers <= set(transformed["Resources"])
+    assert _layer_version_id(transformed)
     assert set(transformed["Outputs"]) == {
         "TableName",
         "TableArn",
@@ -833,7 +847,8 @@ def test_projector_function_contract(transformed: dict[str, Any]) -> None:
     assert props["Handler"] == "checkpoint_journal.stream_handlers.projector.handler"
     assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
-    assert props["Code"] == {"S3Bucket": "artifacts-bucket", "S3Key": "projector.zip"}
+    assert props["Code"] == FUNCTION_CODE
+    assert props["Layers"] == [{"Ref": _layer_version_id(transformed)}]
     assert props["TracingConfig"] == {"Mode": "Active"}
     # The names the projector's code reads (a contract with checkpoint_journal).
     assert props["Environment"]["Variables"] == {
@@ -856,18 +871,36 @@ def test_projector_function_contract(transformed: dict[str, Any]) -> None:
     assert transformed["Parameters"]["LogRetentionDays"]["Default"] == 30
 
 
-@pytest.mark.parametrize("function_id", ["ProjectorFunction", "ArchiverFunction"])
-def test_the_build_is_the_makefile_target(function_id: str) -> None:
-    """`sam build` runs `make build-<Function>` on the package directory only."""
-    function = load_template(TEMPLATE)["Resources"][function_id]
-    assert function["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "."}
-    code_uri = function["Properties"]["CodeUri"]
-    assert code_uri == "checkpoint_journal"
-    assert (TEMPLATE.parent / code_uri / "stream_handlers").is_dir()
+def test_one_build_serves_both_functions(transformed: dict[str, Any]) -> None:
+    """`sam build` runs one make target, `make build-HandlersLayer`, on the package
+    directory only; the functions have no code to build and run from that layer."""
+    resources = load_template(TEMPLATE)["Resources"]
+    built = sorted(logical_id for logical_id, r in resources.items()
+                   if "BuildMethod" in (r.get("Metadata") or {}))
+    assert built == ["HandlersLayer"]
+    layer = resources["HandlersLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"] == {
+        "BuildMethod": "makefile", "BuildArchitecture": "arm64", "ContextPath": "."}
+    content_uri = layer["Properties"]["ContentUri"]
+    assert content_uri == "checkpoint_journal"
+    assert (TEMPLATE.parent / content_uri / "stream_handlers").is_dir()
     makefile = (TEMPLATE.parent / "Makefile").read_text()
-    assert f"\nbuild-{function_id}:\n\t" in makefile
-    target = makefile.split(f"\nbuild-{function_id}:\n", 1)[1].split("\n\n", 1)[0]
+    assert "\nbuild-HandlersLayer:\n\t" in makefile
+    target = makefile.split("\nbuild-HandlersLayer:\n", 1)[1].split("\n\n", 1)[0]
     assert "deploy/build_lambda.py" in target
+    for function_id in ("ProjectorFunction", "ArchiverFunction"):
+        function = resources[function_id]
+        props = function["Properties"]
+        assert "Metadata" not in function and "CodeUri" not in props
+        assert props["InlineCode"] == FUNCTION_CODE["ZipFile"]
+        assert props["Layers"] == [{"Ref": "HandlersLayer"}]
+        assert [props["Runtime"]] == layer["Properties"]["CompatibleRuntimes"]
+        assert props["Architectures"] == layer["Properties"]["CompatibleArchitectures"]
+    # The layer version is its own resource, kept by no retention policy of its own:
+    # a deploy that changes it deletes the version the functions no longer use.
+    assert layer["Properties"]["RetentionPolicy"] == "Delete"
+    assert transformed["Resources"][_layer_version_id(transformed)]["DeletionPolicy"] == "Delete"
 
 
 def _mappings(transformed: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -987,7 +1020,8 @@ def test_archiver_function_contract(transformed: dict[str, Any]) -> None:
     assert props["Handler"] == "checkpoint_journal.stream_handlers.archiver.handler"
     assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
-    assert props["Code"] == {"S3Bucket": "artifacts-bucket", "S3Key": "projector.zip"}
+    assert props["Code"] == FUNCTION_CODE
+    assert props["Layers"] == [{"Ref": _layer_version_id(transformed)}]
     assert props["Role"] == {"Fn::GetAtt": ["ArchiverRole", "Arn"]}
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert (props["MemorySize"], props["Timeout"]) == (512, 60)
