@@ -31,13 +31,13 @@ import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-import fastavro
 import zstandard
 
 from checkpoint_journal import errors, schemas
-from checkpoint_journal._core import aws
+from checkpoint_journal._core import aws, extras
 from checkpoint_journal._core import keys as _keys
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ def container(records: Iterable[ArchiveRecord], *, key: str, stream_arn: str = "
     The 16-byte sync marker, random by default, is derived from the key, so a retried
     batch writes byte-identical content.
     """
+    fastavro = _fastavro()
     records = list(records)
     fingerprints = sorted({r["fingerprint"] for r in records if r["fingerprint"]})
     registry = schemas.registry()
@@ -173,9 +174,18 @@ def without_docs(schema: Any) -> Any:
     return schema
 
 
+def _fastavro() -> ModuleType:
+    """fastavro, which writes and reads the container files. Imported here, not with this
+    module: the agent's install has no fastavro, and the table check reads this module's
+    constants (RECORD_OF_KIND) without touching the archive."""
+    with extras.guard("audit", "reading or writing the audit archive"):
+        import fastavro
+    return fastavro
+
+
 @functools.cache
 def _container_schema() -> Any:
-    return fastavro.parse_schema(without_docs(schemas.current(RECORD_ARCHIVE).raw))
+    return _fastavro().parse_schema(without_docs(schemas.current(RECORD_ARCHIVE).raw))
 
 
 RECORD_OF_KIND = {
@@ -192,14 +202,16 @@ _MAGIC = b"Obj\x01"
 _SYNC_BYTES = 16
 
 
-_HEADER_SCHEMA = fastavro.parse_schema({
-    "type": "record", "name": "org.apache.avro.file.Header",
-    "fields": [
-        {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
-        {"name": "meta", "type": {"type": "map", "values": "bytes"}},
-        {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": _SYNC_BYTES}},
-    ],
-})
+@functools.cache
+def _header_schema() -> Any:
+    return _fastavro().parse_schema({
+        "type": "record", "name": "org.apache.avro.file.Header",
+        "fields": [
+            {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": 4}},
+            {"name": "meta", "type": {"type": "map", "values": "bytes"}},
+            {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": _SYNC_BYTES}},
+        ],
+    })
 
 
 # A block that inflates past this is refused rather than allocated (a 6 MB batch is the
@@ -262,13 +274,14 @@ def read_container(
     (default: the current archive schema). Damage is passed to ``damaged``: a bad header
     costs the file; a bad block its records; a bad record the rest of its block; a block
     whose framing is broken the rest of the file."""
+    fastavro = _fastavro()
     if reader_schema is None:
         reader_schema = schemas.current(RECORD_ARCHIVE).parsed
     buf = io.BytesIO(data)
     try:
         if data[:4] != _MAGIC:
             raise ValueError("no Avro magic bytes")
-        header = fastavro.schemaless_reader(buf, _HEADER_SCHEMA, None)
+        header = fastavro.schemaless_reader(buf, _header_schema(), None)
         assert isinstance(header, dict)
         meta: dict[str, bytes] = header["meta"]
         sync: bytes = header["sync"]

@@ -28,14 +28,15 @@ from checkpoint_journal.errors import MissingExtraError
 _PACKAGE = "checkpoint_journal"
 
 MODULES: Final[Mapping[str, tuple[str, ...]]] = {
-    # aws-lambda-powertools[tracer] (its Tracer imports the X-Ray SDK even when disabled)
-    # and cryptography (the archiver seals what it archives).
-    "lambda": ("aws_lambda_powertools", "aws_xray_sdk", "cryptography"),
-    "audit": ("cryptography",),
+    # aws-lambda-powertools[tracer] (its Tracer imports the X-Ray SDK even when disabled),
+    # cryptography (the archiver seals what it archives) and fastavro (it writes Avro
+    # object container files; the journal's own records need no fastavro).
+    "lambda": ("aws_lambda_powertools", "aws_xray_sdk", "cryptography", "fastavro"),
+    "audit": ("cryptography", "fastavro"),
     # moto[server] (flask and flask_cors serve its HTTP endpoint), PyYAML for
     # template.yaml, and the handlers the deployment runs: [lambda] as well.
     "local": ("moto", "flask", "flask_cors", "yaml",
-              "aws_lambda_powertools", "aws_xray_sdk", "cryptography"),
+              "aws_lambda_powertools", "aws_xray_sdk", "cryptography", "fastavro"),
 }
 """The top-level modules each extra installs that its parts import (a unit test keeps
 this in step with pyproject.toml)."""

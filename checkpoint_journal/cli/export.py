@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-import fastavro
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_journal import errors, schemas
@@ -274,6 +273,10 @@ def write_jsonl(events: Iterable[archive.ArchivedEvent], out: IO[str],
 
 def write_avro(events: Iterable[archive.ArchivedEvent], out: IO[bytes], *,
                source: str) -> None:
+    # Here, not with the module: the command line imports this module on the agent's
+    # install, which has no fastavro; `export` itself requires the [audit] extra first.
+    import fastavro
+
     fastavro.writer(
         out,
         schemas.current(RECORD_ARCHIVE).parsed,

@@ -35,16 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checkpoint_journal._core import archive_read as archive
 from checkpoint_journal._core import chain as _chain
+from checkpoint_journal._core import extras
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.archive import ArchiveDamage
 from checkpoint_journal._core.blobs import BlobStore, unpack
 from checkpoint_journal._core.chain import Hasher
 from checkpoint_journal._core.store import DynamoJournalStore, thread_ids
 from checkpoint_journal.cli.errors import NotFoundError, UsageError
 from checkpoint_journal.cli.render import Outcome
-from checkpoint_journal.cli.verify_archive import check_archive
 from checkpoint_journal.cli.verify_table import (
     BLOB_DAMAGED,
     BLOB_MISSING,
@@ -60,6 +58,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
+    from checkpoint_journal._core.archive import ArchiveDamage
     from checkpoint_journal.cli.connect import Connection
 
 KEY_FILE_ENV = "CHECKPOINT_JOURNAL_CHAIN_KEY_FILE"
@@ -107,6 +106,13 @@ def verify(
         check_blobs(report, BlobStore(s3, blob_bucket), states, tick)
     archived = 0
     if s3 is not None and bucket:
+        # The archive check alone needs the [audit] extra (fastavro reads the container
+        # files, cryptography opens sealed content): imported here, so that the table
+        # check runs on the agent's install.
+        extras.require("audit", "checking the audit archive (skip it with --no-archive)")
+        from checkpoint_journal._core import archive_read as archive
+        from checkpoint_journal.cli.verify_archive import check_archive
+
         damaged: list[ArchiveDamage] = []
         events = archive.iter_archive(
             s3, bucket, dynamodb=dynamodb, table=table, thread_id=thread_id, damaged=damaged,

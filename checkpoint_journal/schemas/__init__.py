@@ -12,19 +12,18 @@ File names are ``{record}.v{N}.avsc``; the highest ``N`` of a record is the one 
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
-import fastavro
 import zstandard
-from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from checkpoint_journal.errors import CorruptRecordError
+from checkpoint_journal.schemas import _avro
 
 CODEC_NULL = "null"
 CODEC_ZSTD = "zstd"
@@ -51,8 +50,18 @@ class SchemaInfo:
     version: int
     fingerprint: str
     """CRC-64-AVRO of the parsing canonical form, 16 hex digits."""
-    parsed: Any
-    raw: dict[str, Any]
+    codec: _avro.Schema = field(repr=False)
+    """The schema compiled by our own codec (``_avro``): what the journal encodes and
+    decodes with."""
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def parsed(self) -> Any:
+        """The schema as ``fastavro.parse_schema`` makes it, for the audit parts that
+        write or read Avro container files with fastavro (the archive, ``export``). It
+        imports fastavro, which only the ``[audit]`` and ``[lambda]`` extras install:
+        nothing on the saver's or the reading commands' paths may use it."""
+        return _fastavro_parsed(self.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,37 @@ def registry() -> dict[str, SchemaInfo]:
         if not m:
             continue
         raw = json.loads(entry.read_text(encoding="utf-8"))
-        parsed = fastavro.parse_schema(raw)
-        fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
-        found[fp] = SchemaInfo(m["record"], int(m["version"]), fp, parsed, raw)
+        # Raises SchemaError now for anything the codec does not support.
+        schema = _avro.Schema(raw, entry.name)
+        fp = schema.fingerprint
+        found[fp] = SchemaInfo(m["record"], int(m["version"]), fp, schema, raw)
+    # Every version must resolve to its record's current schema: compile each reader now
+    # so that a schema change that breaks old records fails here, not at the first read.
+    for info in found.values():
+        _resolver(info, found)
     return found
+
+
+def _resolver(info: SchemaInfo, found: dict[str, SchemaInfo]
+              ) -> Callable[[bytes], dict[str, Any]]:
+    cached = _RESOLVERS.get(info.fingerprint)
+    if cached is None:
+        reader = max((s for s in found.values() if s.record == info.record),
+                     key=lambda s: s.version)
+        cached = _RESOLVERS[info.fingerprint] = info.codec.reader(
+            None if reader is info else reader.codec)
+    return cached
+
+
+_RESOLVERS: dict[str, Callable[[bytes], dict[str, Any]]] = {}
+"""Per writer fingerprint: its decoder, resolved to its record's current schema."""
+
+
+@cache
+def _fastavro_parsed(fp: str) -> Any:
+    import fastavro  # only on the audit parts' paths (see SchemaInfo.parsed)
+
+    return fastavro.parse_schema(registry()[fp].raw)
 
 
 @cache
@@ -118,19 +154,16 @@ def unsqueeze(body: bytes, codec: str, what: str) -> bytes:
 
 
 @cache
-def _extension(record: str) -> Any | None:
-    """The fields the current schema of ``record`` appends to its v1 schema, as a record
-    schema of their own, when v1's fields are the current schema's first fields
-    unchanged (None otherwise, or when v1 is current). Avro encodes a record as its
-    fields one after the other, so v1's encoding followed by this one's is the current
-    encoding."""
+def _extension(record: str) -> int | None:
+    """How many leading fields the current schema of ``record`` shares, unchanged, with
+    its v1 schema, when it only appends fields to it (None otherwise, or when v1 is
+    current). Avro encodes a record as its fields one after the other, so v1's encoding
+    followed by the encoding of the appended fields is the current encoding."""
     cur, first = current(record), version(record, 1)
     n = len(first.raw["fields"])
     if cur.version == 1 or cur.raw["fields"][:n] != first.raw["fields"]:
         return None
-    return fastavro.parse_schema(
-        {"type": "record", "name": f"{record}_extension", "fields": cur.raw["fields"][n:]}
-    )
+    return n
 
 
 def encode(
@@ -140,22 +173,20 @@ def encode(
     record's v1 schema, already made (the content hash's input): the current encoding
     then extends it instead of encoding every field again."""
     schema = current(record)
-    buf = io.BytesIO()
     extension = _extension(record) if v1 is not None else None
     if extension is not None:
         assert v1 is not None
-        buf.write(v1)
-        fastavro.schemaless_writer(buf, extension, value)
+        raw = v1 + schema.codec.encode_fields(value, extension)
     else:
-        fastavro.schemaless_writer(buf, schema.parsed, value)
-    raw = buf.getvalue()
+        raw = schema.codec.encode(value)
     body, codec = squeeze(raw) if compress else (raw, CODEC_NULL)
     return Encoded(body, schema.fingerprint, codec)
 
 
 def decode(record: str, body: bytes, fp: str, codec: str) -> dict[str, Any]:
     """Decode a stored body written by any known schema version of ``record``."""
-    writer = registry().get(fp)
+    found = registry()
+    writer = found.get(fp)
     if writer is None or writer.record != record:
         raise CorruptRecordError(
             f"unknown {record} schema fingerprint {fp!r}: the item was written by a newer "
@@ -163,16 +194,14 @@ def decode(record: str, body: bytes, fp: str, codec: str) -> dict[str, Any]:
         )
     body = unsqueeze(body, codec, record)
     try:
-        out = fastavro.schemaless_reader(io.BytesIO(body), writer.parsed, current(record).parsed)
-    except Exception as e:  # fastavro raises several unrelated types on bad bytes
+        return _resolver(writer, found)(body)
+    except _avro.AvroDecodeError as e:
         raise CorruptRecordError(f"{record}: Avro payload cannot be read: {e}") from e
-    if not isinstance(out, dict):
-        raise CorruptRecordError(f"{record}: Avro payload is not a record")
-    return out
 
 
 def millis(value: Any) -> int:
-    """``written_at`` as epoch milliseconds, whether fastavro returned a datetime or not."""
+    """A ``timestamp-millis`` value (``written_at``) as epoch milliseconds: ``decode``
+    gives an aware datetime, a record being written holds an int."""
     if isinstance(value, _dt.datetime):
         return int(value.timestamp() * 1000)
     return int(value)

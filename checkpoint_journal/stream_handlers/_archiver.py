@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+# Loaded with the handler, in the Lambda's init phase, rather than by the first batch:
+# _core/archive.py imports it lazily because the agent's install has no fastavro.
+import fastavro  # noqa: F401
+
 from checkpoint_journal._core import aws
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal._core import shred as _shred

@@ -42,6 +42,13 @@ from checkpoint_journal import JournalSaver
 # The command line and every reading command's modules.
 from checkpoint_journal.cli import browse, connect, detail, export, main, parser, render, verify
 parser.build_parser()
+# The journal's records are encoded, hashed and decoded by our own Avro codec, not fastavro.
+from checkpoint_journal import schemas
+from checkpoint_journal._core.chain import Hasher
+event = {{"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c", "task_id": "k",
+         "written_at": 0, "writes": []}}
+enc = Hasher(None).encode(schemas.RECORD_WRITES, event, compress=False)
+assert schemas.decode(schemas.RECORD_WRITES, enc.body, enc.fingerprint, enc.codec)["task_id"] == "k"
 print(json.dumps({{"lazy": lazy, "saver": JournalSaver.__name__,
                   "loaded": [m for m in {EXTRA_MODULES!r} if m in sys.modules]}}))
 """
@@ -51,6 +58,7 @@ def test_the_agent_imports_load_no_extra() -> None:
     result = _run(_AGENT_IMPORTS)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
+    assert "fastavro" in EXTRA_MODULES  # only the archive's container files need it
     assert seen["loaded"] == []
     assert seen["saver"] == "JournalSaver"
     # `import checkpoint_journal` alone does not load the saver (LangGraph, ~0.3 s): the
@@ -62,7 +70,7 @@ def test_the_agent_imports_load_no_extra() -> None:
 
 # What the agent's install lacks (PyYAML comes with langchain-core, so it is never absent).
 _ABSENT = ["moto", "flask", "flask_cors", "aws_lambda_powertools", "aws_xray_sdk",
-           "cryptography"]
+           "cryptography", "fastavro"]
 
 _WITHOUT_EXTRAS = f"""
 import contextlib, io, json, sys
