@@ -60,9 +60,21 @@ $(DOCS_WHEELS): $(STAMP)
 	$(BIN)/pip download --quiet --dest $(@D) $$($(BUILD_REQUIRES))
 	touch $@
 
+# AWS SAM CLI for the docs' `sam validate --lint` and `sam build`, in a venv of its own
+# (it pins its own dependencies); only `sam` itself goes on docs-check's PATH.
+SAM_VERSION := 1.170.0
+SAM_BIN := .cache/sam-bin/sam
+
+$(SAM_BIN):
+	$(PYTHON) -m venv .cache/sam
+	.cache/sam/bin/pip install --quiet --upgrade pip
+	.cache/sam/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	mkdir -p $(@D)
+	ln -sf ../sam/bin/sam $@
+
 .PHONY: docs-check
-docs-check: $(STAMP) $(DDBL) $(DOCS_WHEELS)
-	$(BIN)/python tools/docs_check.py
+docs-check: $(STAMP) $(DDBL) $(DOCS_WHEELS) $(SAM_BIN)
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/.cache/sam-bin:$$PATH" $(BIN)/python tools/docs_check.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info .aws-sam
