@@ -124,7 +124,9 @@ class Source:
         return config
 
     def items(self) -> list[dict[str, Any]]:
-        return self.dep.client("dynamodb").scan(TableName=self.table)["Items"]
+        """Every item of the source table (all pages: a Scan page stops at 1 MB)."""
+        pages = self.dep.client("dynamodb").get_paginator("scan").paginate(TableName=self.table)
+        return [item for page in pages for item in page["Items"]]
 
     def counts(self, thread: str) -> tuple[int, int]:
         """The thread's checkpoint and pending-write items in the source table."""
