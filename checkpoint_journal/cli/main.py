@@ -247,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     except MissingExtraError as e:
         # One line naming the command and the extra to install (local, demo: [local];
         # rebuild: [lambda]; export, verify's archive check: [audit]); no traceback.
-        err(str(MissingExtraError(f"checkpoint-journal {args.command}", e.extra)))
+        what = f"checkpoint-journal {args.command}"
+        if args.command == "verify":  # the table check alone needs no extra
+            what += "'s archive check (--no-archive skips it)"
+        err(str(MissingExtraError(what, e.extra)))
         return 1
     except (Exception, KeyboardInterrupt) as e:
         status = exit_status(e)

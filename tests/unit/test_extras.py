@@ -221,3 +221,24 @@ def test_the_modules_table_matches_pyproject(extra: str) -> None:
             f"[{extra}] requires {req} but extras.MODULES[{extra!r}] names none of its "
             f"modules {sorted(dist_modules[name])}")
     assert extras.missing(extra) is None  # every module named is really installed
+
+
+def test_verify_without_audit_says_how_to_check_the_table_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """verify's table check needs no extra: its one line names --no-archive too."""
+    import importlib
+
+    from checkpoint_journal.errors import MissingExtraError
+
+    # The module (checkpoint_journal.cli exports its main function under the same name).
+    cli = importlib.import_module("checkpoint_journal.cli.main")
+
+    def archive_check(args: object) -> int:
+        raise MissingExtraError("checking the audit archive", "audit", "fastavro")
+
+    monkeypatch.setitem(cli._COMMANDS, "verify", archive_check)
+    assert cli.main(["verify", "--thread", "t"]) == 1
+    assert capsys.readouterr().err == (
+        "checkpoint-journal: checkpoint-journal verify's archive check (--no-archive skips "
+        "it) needs the [audit] extra: pip install 'checkpoint-journal[audit]'\n")
