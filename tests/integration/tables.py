@@ -23,3 +23,14 @@ def partition(dep: LocalDeployment, thread: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def create_pk_sk_table(ddb: Any, name: str) -> None:
+    """A pay-per-request table keyed by string ``PK`` and ``SK`` (no stream): the layout
+    DynamoDBSaver's sample template and the size tests use."""
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                   {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                              {"AttributeName": "SK", "AttributeType": "S"}])

@@ -145,12 +145,7 @@ class Source:
 def source(deployment: LocalDeployment) -> Iterator[Source]:
     name = f"dynamodbsaver-{uuid.uuid4().hex[:10]}"
     ddb, s3 = deployment.client("dynamodb"), deployment.client("s3")
-    ddb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                   {"AttributeName": "SK", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                              {"AttributeName": "SK", "AttributeType": "S"}])
+    tables.create_pk_sk_table(ddb, name)
     s3.create_bucket(Bucket=name)
     session = deployment.session()
     saver = DynamoDBSaver(

@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from checkpoint_journal import JournalSaver
 from checkpoint_journal._core.size import MAX_ITEM_BYTES, item_size
 from checkpoint_journal.local import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, LocalDeployment
-from tests.integration.tables import partition
+from tests.integration.tables import create_pk_sk_table, partition
 
 
 @pytest.fixture()
@@ -71,12 +71,7 @@ def test_a_3mb_state_through_a_plain_saver(moto_deployment: LocalDeployment,
 def table(moto_deployment: LocalDeployment) -> Iterator[tuple[Any, str]]:
     """A table of its own on the deployment's server (no stream: no handler sees it)."""
     ddb, name = moto_deployment.client("dynamodb"), f"sizes-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                   {"AttributeName": "SK", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                              {"AttributeName": "SK", "AttributeType": "S"}])
+    create_pk_sk_table(ddb, name)
     yield ddb, name
     ddb.delete_table(TableName=name)
 
