@@ -1,6 +1,7 @@
 """The long-conversation workload (issue 12): bytes written per turn as a thread grows.
 
-    python -m bench.long [--turns 200] [--rtt-ms 10] [--savers journal,dynamodb,memory,postgres]
+    python -m bench.long [--turns 200] [--rtt-ms 10]
+                         [--savers journal,dynamodb,memory,memory-rtt,postgres]
                          [--variants plain,delta] [--budget-s 900] [--no-docs]
 
 A tool-calling chat agent (``bench.long_workload``: per turn a user message, an AI tool
@@ -14,7 +15,8 @@ on one thread, once per state variant (``plain``: ``add_messages``; ``delta``:
   the handlers' writes of a turn are counted in that turn;
 - langgraph-checkpoint-aws's DynamoDBSaver (gzip on, S3 offload), own table and bucket on
   the same endpoint, as in ``python -m bench``;
-- InMemorySaver;
+- InMemorySaver, and InMemorySaver with the simulated round trip added to each call
+  (``RoundTripMemorySaver``: the floor of a saver that makes one request per call);
 - PostgresSaver on a throwaway local PostgreSQL cluster, if the binaries and the
   packages are there (``bench.long_pg``), else skipped with a note.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -56,6 +59,7 @@ from bench.long_report import (
     DYNAMODB,
     JOURNAL,
     MEMORY,
+    MEMORY_RTT,
     POSTGRES,
     LongResults,
     SaverRun,
@@ -79,7 +83,8 @@ from checkpoint_journal.stream_handlers import archiver as archiver_module
 
 DRAIN_TIMEOUT_S = 300.0
 CONFIG: RunnableConfig = {"configurable": {"thread_id": THREAD_ID}}
-SAVER_KEYS = {"journal": JOURNAL, "dynamodb": DYNAMODB, "memory": MEMORY, "postgres": POSTGRES}
+SAVER_KEYS = {"journal": JOURNAL, "dynamodb": DYNAMODB, "memory": MEMORY,
+              "memory-rtt": MEMORY_RTT, "postgres": POSTGRES}
 ARCHIVER = "ArchiverFunction"
 
 Meter = Callable[[], Totals]
@@ -174,6 +179,50 @@ def dynamodb_setup(dep: LocalDeployment, rtt_s: float) -> Setup:
 
 def memory_setup() -> Setup:
     return Setup(InMemorySaver(), Totals)
+
+
+class RoundTripMemorySaver(InMemorySaver):
+    """InMemorySaver with the simulated round trip added to each checkpointer call, as
+    if every call were one request to a store that costs nothing else: the floor of any
+    saver that makes one request per call. Its delta / plain run time shows what the
+    graph runtime's own ordering costs under latency (LangGraph saves a checkpoint
+    only after the ``put_writes`` of the DeltaChannel writes that produced it)."""
+
+    def __init__(self, rtt_s: float) -> None:
+        super().__init__()
+        self.rtt_s = rtt_s
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _trip(self) -> None:
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.rtt_s)
+
+    def get_tuple(self, config: RunnableConfig) -> Any:
+        self._trip()
+        return super().get_tuple(config)
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        self._trip()
+        return super().list(*args, **kwargs)
+
+    def put(self, *args: Any, **kwargs: Any) -> Any:
+        self._trip()
+        return super().put(*args, **kwargs)
+
+    def put_writes(self, *args: Any, **kwargs: Any) -> None:
+        self._trip()
+        super().put_writes(*args, **kwargs)
+
+    def get_delta_channel_history(self, *args: Any, **kwargs: Any) -> Any:
+        self._trip()
+        return super().get_delta_channel_history(*args, **kwargs)
+
+
+def memory_rtt_setup(rtt_s: float) -> Setup:
+    saver = RoundTripMemorySaver(rtt_s)
+    return Setup(saver, lambda: Totals(requests=saver.calls))
 
 
 def postgres_setup(conninfo: str, variant: Variant, rtt_s: float) -> Setup:
@@ -281,7 +330,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rtt-ms", type=float, default=10.0,
                    help="simulated round trip added to every request (default 10)")
     p.add_argument("--savers", type=_csv(list(SAVER_KEYS)), default=list(SAVER_KEYS),
-                   help="comma-separated: journal,dynamodb,memory,postgres (default all)")
+                   help="comma-separated: journal,dynamodb,memory,memory-rtt,postgres "
+                        "(default all)")
     p.add_argument("--variants", type=_csv(list(VARIANTS)), default=list(VARIANTS),
                    help="comma-separated: plain,delta (default both)")
     p.add_argument("--backend", choices=["moto", "dynamodb-local"], default="moto",
@@ -333,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "journal": lambda: journal_setup(dep, rtt_s),
                     "dynamodb": lambda: dynamodb_setup(dep, rtt_s),
                     "memory": memory_setup,
+                    "memory-rtt": lambda: memory_rtt_setup(rtt_s),
                 }
                 if conninfo is not None:
                     pg = conninfo

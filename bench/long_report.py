@@ -20,6 +20,7 @@ from bench.report import fmt_s, ratio, short_bytes
 JOURNAL = "JournalSaver"
 DYNAMODB = "DynamoDBSaver"
 MEMORY = "InMemorySaver"
+MEMORY_RTT = "InMemorySaver + round trip"
 POSTGRES = "PostgresSaver"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +192,23 @@ def comparison_text(res: LongResults, variant: str) -> str:
     return text + "."
 
 
+def ratio_table(res: LongResults) -> str:
+    """Run time of the DeltaChannel run against the plain one, per saver that ran every
+    turn of both ("" unless both variants ran)."""
+    if not {"plain", "delta"} <= set(res.args.variants):
+        return ""
+    plain = {r.name: r for r in res.variant("plain") if r.stopped is None}
+    delta = {r.name: r for r in res.variant("delta") if r.stopped is None}
+    lines = ["| saver | plain run | delta run | delta / plain |", "|---|---:|---:|---:|"]
+    for name, p in plain.items():
+        d = delta.get(name)
+        if d is None or not p.run_s:
+            continue
+        lines.append(f"| {name} | {fmt_s(p.run_s)} | {fmt_s(d.run_s)} "
+                     f"| {d.run_s / p.run_s:.2f}x |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def settings_text(res: LongResults) -> list[str]:
     a = res.args
     return [
@@ -212,6 +230,10 @@ def settings_text(res: LongResults) -> list[str]:
         "handlers' writes in that turn. "
         f"{DYNAMODB}: langgraph-checkpoint-aws 1.2.6, gzip compression on, S3 offload on, "
         f"its own table and bucket on the same moto server. {MEMORY}: no requests. "
+        f"{MEMORY_RTT}: InMemorySaver with the simulated round trip added to each "
+        "checkpointer call (`put`, `put_writes`, `get_tuple`, `list`, "
+        "`get_delta_channel_history`), *requests* its calls: the floor of any saver that "
+        "makes one request per call. "
         f"{POSTGRES} (langgraph-checkpoint-postgres): a throwaway local PostgreSQL 15 "
         "cluster (127.0.0.1, fsync off); *requests* are SQL statements (an `executemany` "
         "counts one per row, one simulated round trip per call), *bytes written* the "
@@ -235,6 +257,11 @@ def report_sections(res: LongResults) -> list[str]:
                 tenths_table(res, variant)]
         if text := comparison_text(res, variant):
             out.append(text)
+    if table := ratio_table(res):
+        out += ["**Run time, `DeltaChannel` against `add_messages`** (LangGraph saves a "
+                "checkpoint only once the `put_writes` of the DeltaChannel writes that "
+                "produced it has returned, so each super-step of the delta run waits for "
+                "one more round trip than the plain run, whatever the saver)", table]
     notes = [*res.notes]
     for r in res.runs:
         if r.stopped is not None:

@@ -50,6 +50,7 @@ from checkpoint_journal.saver import (
     _across,
     _history,
     _maintenance,
+    _prefetch,
     _read,
     _tuples,
     _write,
@@ -179,6 +180,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._store = DynamoJournalStore(self._ddb, table_name)
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="cj-io")
         self._origins = Origins()
+        self._prefetch = _prefetch.Prefetch()
         self.blob_cache_bytes = blob_cache_bytes
         self._blob_bytes = ByteCache(blob_cache_bytes)
         self.deltas = deltas
@@ -260,7 +262,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         reader = self._reader()
         if checkpoint_id:
             return reader.by_id(thread_id, ns_name, checkpoint_id)
-        return reader.latest(thread_id, ns_name)
+        return self._prefetch.latest(reader, thread_id, ns_name, reader.latest)
 
     def list(
         self,
@@ -298,7 +300,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         never a shorter history."""
         thread_id, ns_name, _ = _keys.from_config(config)
         return _history.history(self._reader(), thread_id, ns_name, get_checkpoint_id(config),
-                                list(channels))
+                                list(channels), self._prefetch.take)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -381,6 +383,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._items.keep([*written.plan.chunks, written.plan.commit])
         if (start := written.plan.commit.get("hfrom")) is not None:
             self._origins.note_history(written.key, start["S"])
+            self._prefetch.wrote(written.key, start["S"])
         for key, data, chain in written.values:
             self._values.keep(thread_id, ns_name, key, data, chain)
         return written.config
@@ -440,6 +443,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
 
         DynamoKeyStore(self._store.client, self._store.table).delete(thread_id)
         self._origins.forget_thread(thread_id)
+        self._prefetch.forget_thread(thread_id)
         self._items.forget_thread(_keys.thread_pk(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -487,6 +491,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._store.delete_keys([(p, sk) for p, sk in self._store.keys(pk, "")
                                  if _maintenance.doomed(sk, keep, remove)])
         self._origins.forget_thread(thread_id)
+        self._prefetch.forget_thread(thread_id)
         self._items.forget_thread(_keys.thread_pk(thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:

@@ -39,6 +39,9 @@ from checkpoint_journal.errors import CorruptRecordError, JournalError
 from checkpoint_journal.saver._read import ITEMS_PER_CHECKPOINT, Reader
 from checkpoint_journal.saver._values import BlobUnavailable
 
+Listed = Callable[[tuple[str, str, str], str], "list[str] | None"]
+"""(thread, namespace, checkpoint id), the range's lower key -> its keys if listed."""
+
 
 @dataclass
 class Chain:
@@ -135,11 +138,13 @@ class Found:
 def read_chain(
     reader: Reader, thread_id: str, ns_name: str, cid: str | None,
     channels: Sequence[str], *, from_target: bool, fetch: bool = True,
+    listed: Listed | None = None,
 ) -> Found:
     """Read the namespace newest first, from checkpoint ``cid`` (the latest when None),
     until the walk from it (``from_target``) or from its parent is decided; check what
     was read (I2b); with ``fetch``, fetch the seeds offloaded to S3, or answer from the
-    journal alone when one cannot be read."""
+    journal alone when one cannot be read. ``listed``: the keys of the range a known
+    history starts at, already listed (``_prefetch``), if any."""
     store = reader.store
     pk = _keys.thread_pk(thread_id)
     prefix = _keys.ns_prefix(ns_name)
@@ -151,7 +156,8 @@ def read_chain(
     start = reader.origins.history_from((thread_id, ns_name, cid)) if cid else None
     if cid and start is not None and start < cid:
         lo = _keys.checkpoint_sk(ns_name, start)
-        first = _held_or_read(reader, pk, ns_name, lo, _keys.checkpoint_sk(ns_name, cid) + "#~")
+        first = _held_or_read(reader, pk, ns_name, lo, _keys.checkpoint_sk(ns_name, cid) + "#~",
+                              listed((thread_id, ns_name, cid), lo) if listed else None)
         pages = ([i for i in page if i["SK"]["S"] < lo] for page in store.pages(
             pk, between=(prefix, lo), descending=True))  # read only if the walk needs more
         floor = lo
@@ -215,12 +221,13 @@ def read_chain(
         return found
 
 
-def _held_or_read(reader: Reader, pk: str, ns_name: str, lo: str, hi: str) -> list[Item]:
+def _held_or_read(reader: Reader, pk: str, ns_name: str, lo: str, hi: str,
+                  listed: list[str] | None = None) -> list[Item]:
     """The journal items with keys in [lo, hi], newest first, and the namespace's
     tombstone if it has one: their keys by one keys-only Query (up to the tombstone's
-    key), the content of those the saver holds (it wrote or read them; journal items never
-    change) from memory, the others read. Views are left out: a history needs only the
-    events and the writes."""
+    key; ``listed``: its answer, already read), the content of those the saver holds (it
+    wrote or read them; journal items never change) from memory, the others read. Views
+    are left out: a history needs only the events and the writes."""
     held = reader.items
     tomb_sk = _keys.tombstone_sk(ns_name)
     if held is None or held.get(pk, hi[:-2]) is None:
@@ -230,7 +237,8 @@ def _held_or_read(reader: Reader, pk: str, ns_name: str, lo: str, hi: str) -> li
         if held is not None:
             held.keep(read)
         return read
-    listed = [sk for _, sk in reader.store.keys(pk, "", between=(lo, tomb_sk))]
+    if listed is None:
+        listed = [sk for _, sk in reader.store.keys(pk, "", between=(lo, tomb_sk))]
     keys = sorted((sk for sk in listed if sk <= hi
                    and not sk.endswith("#" + _keys.KIND_VIEW)), reverse=True)
     found = {sk: item for sk in keys if (item := held.get(pk, sk)) is not None}
@@ -313,13 +321,15 @@ def _same_seeds(with_views: Found, journal: Found, cause: JournalError) -> None:
 
 def history(
     reader: Reader, thread_id: str, ns_name: str, cid: str | None, channels: Sequence[str],
+    listed: Listed | None = None,
 ) -> dict[str, DeltaChannelHistory]:
     """Per channel: the writes of the target's ancestors down to its seed, oldest first
     (``writes_sort_key`` order within a checkpoint), and the seed unless the walk reached
     the root. A missing target gives every channel no writes and no seed."""
     if not channels:
         return {}
-    found = read_chain(reader, thread_id, ns_name, cid, channels, from_target=False)
+    found = read_chain(reader, thread_id, ns_name, cid, channels, from_target=False,
+                       listed=listed)
     out: dict[str, DeltaChannelHistory] = {}
     loader = reader.loader
     for ch in channels:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import operator
 import random
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, TypedDict
@@ -218,6 +219,7 @@ class Requests:
     def __init__(self, dep: LocalDeployment) -> None:
         self.session = dep.session()
         self.calls: list[str] = []
+        self.threads: list[str] = []
         self.bytes = 0
         self.session.events.register("before-call.dynamodb.*", self._count)
         self.session.events.register("before-call.s3.*", self._count)
@@ -225,6 +227,7 @@ class Requests:
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
+        self.threads.append(threading.current_thread().name)
 
     def _size(self, http_response: Any, **_: Any) -> None:
         self.bytes += len(http_response.content)
@@ -257,7 +260,8 @@ def test_a_graphs_history_is_one_query_for_its_writer_and_for_another_worker(
 ) -> None:
     """LangGraph's flow (get_tuple, then the history of the checkpoint it returned): the
     event says where the history starts, so the range is read exactly, once; the saver
-    that wrote it lists the range's keys and takes the items from memory."""
+    that wrote it lists the range's keys, sent by get_tuple alongside its own Query (from
+    the saver's pool: one round trip for the pair), and takes the items from memory."""
     requests = Requests(deployment)
     t = _thread()
     config = {"configurable": {"thread_id": t}}
@@ -269,10 +273,22 @@ def test_a_graphs_history_is_one_query_for_its_writer_and_for_another_worker(
         requests.calls.clear()
         assert graph.get_state(config).values == reference
         assert requests.calls == ["Query", "Query"]  # get_tuple, the history's keys
+        # The pair as LangGraph calls it: the keys Query is get_tuple's, from the pool.
+        requests.calls.clear()
+        requests.threads.clear()
+        latest = writer.get_tuple(config)
+        assert latest is not None
+        mine = writer.get_delta_channel_history(config=latest.config, channels=["messages"])
+        assert requests.calls == ["Query", "Query"] and mine["messages"]["writes"]
+        assert sorted(t.startswith("cj-io") for t in requests.threads) == [False, True]
     with deployment.saver(boto3_session=requests.session) as other:
         requests.calls.clear()
+        requests.threads.clear()
         assert _graph(other).get_state(config).values == reference
         assert requests.calls == ["Query", "Query"]  # get_tuple, the history's range
+        assert not any(t.startswith("cj-io") for t in requests.threads)  # nothing ahead
+        assert other.get_delta_channel_history(
+            config=latest.config, channels=["messages"]) == mine
 
 
 def _incompressible(step: int) -> str:
