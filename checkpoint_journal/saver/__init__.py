@@ -383,7 +383,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._items.keep([*written.plan.chunks, written.plan.commit])
         if (start := written.plan.commit.get("hfrom")) is not None:
             self._origins.note_history(written.key, start["S"])
-            self._prefetch.wrote(written.key, start["S"])
+        self._prefetch.wrote(written.key, start and start["S"], checkpoint, metadata)
         for key, data, chain in written.values:
             self._values.keep(thread_id, ns_name, key, data, chain)
         return written.config

@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import Checkpoint, CheckpointTuple
 
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.errors import JournalError
@@ -45,6 +46,18 @@ class Listing:
     keys: Future[list[str]]
 
 
+def replays(checkpoint: Checkpoint, metadata: Mapping[str, Any]) -> bool:
+    """Whether loading ``checkpoint`` asks for a DeltaChannel history: LangGraph's rule
+    (``langgraph.pregel._checkpoint``: a DeltaChannel with a version and no value
+    stored at it), for the DeltaChannels its metadata names. At a snapshot step every
+    one has its value, and the history is not read."""
+    counters = metadata.get("counters_since_delta_snapshot")
+    if not isinstance(counters, Mapping):
+        return False
+    values = checkpoint.get("channel_values") or {}
+    return any(ch in checkpoint["channel_versions"] and ch not in values for ch in counters)
+
+
 class Prefetch:
     """The last checkpoint this saver wrote in each namespace with a DeltaChannel history
     (its id and ``hfrom``), and the listings taken for them."""
@@ -56,10 +69,15 @@ class Prefetch:
         self._wrote: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
         self._ready: OrderedDict[Key, Listing] = OrderedDict()
 
-    def wrote(self, key: Key, start: str) -> None:
-        """The saver wrote checkpoint ``key``, whose history starts at ``start``."""
+    def wrote(self, key: Key, start: str | None, checkpoint: Checkpoint,
+              metadata: Mapping[str, Any]) -> None:
+        """The saver wrote checkpoint ``key``, whose history starts at ``start`` (its
+        ``hfrom``; None: not known). Kept when LangGraph will ask for that history."""
         thread_id, ns_name, cid = key
         with self._lock:
+            if start is None or not replays(checkpoint, metadata):
+                self._wrote.pop((thread_id, ns_name), None)
+                return
             self._wrote[(thread_id, ns_name)] = (cid, start)
             self._wrote.move_to_end((thread_id, ns_name))
             while len(self._wrote) > self.size:

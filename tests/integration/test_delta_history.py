@@ -289,6 +289,21 @@ def test_a_graphs_history_is_one_query_for_its_writer_and_for_another_worker(
         assert not any(t.startswith("cj-io") for t in requests.threads)  # nothing ahead
         assert other.get_delta_channel_history(
             config=latest.config, channels=["messages"]) == mine
+    # At a snapshot step the channel's value is stored: LangGraph reads no history, and
+    # the saver that wrote it lists nothing ahead.
+    with deployment.saver(boto3_session=requests.session) as writer:
+        graph = _graph(writer)
+        for turn in range(7, 14):
+            graph.invoke({"messages": [f"m{turn}"]}, config)
+            head = writer.get_tuple(config)
+            assert head is not None
+            if "messages" in head.checkpoint["channel_values"]:
+                break
+        else:
+            raise AssertionError("no snapshot step in 7 turns (snapshot_frequency=5)")
+        requests.calls.clear()
+        graph.get_state(config)
+        assert requests.calls == ["Query"]
 
 
 def _incompressible(step: int) -> str:

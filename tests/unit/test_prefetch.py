@@ -12,10 +12,25 @@ from langgraph.checkpoint.base import CheckpointTuple
 
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.errors import TransientError
-from checkpoint_journal.saver._prefetch import MAX_AGE_S, Prefetch
+from checkpoint_journal.saver._prefetch import MAX_AGE_S, Prefetch, replays
 
 T, NS, START, CID = "t1", "", "1f0-0001", "1f0-0009"
 LO = _keys.checkpoint_sk(NS, START)
+# A checkpoint between two snapshots of its DeltaChannel "messages": a version, no value.
+BETWEEN: Any = {"channel_versions": {"messages": "3", "log": "3"}, "channel_values": {"log": []}}
+COUNTED: Any = {"counters_since_delta_snapshot": {"messages": 2}}
+
+
+def _wrote(pre: Prefetch, cid: str, start: str | None) -> None:
+    pre.wrote((T, NS, cid), start, BETWEEN, COUNTED)
+
+
+def test_langgraph_asks_for_a_history_only_between_snapshots() -> None:
+    snapshot = {**BETWEEN, "channel_values": {"messages": "snap", "log": []}}
+    assert replays(BETWEEN, COUNTED)
+    assert not replays(snapshot, COUNTED)  # its value is stored: no history read
+    assert not replays(BETWEEN, {})  # no DeltaChannel named
+    assert not replays(BETWEEN, {"counters_since_delta_snapshot": {"other": 1}})
 
 
 class Store:
@@ -59,7 +74,7 @@ def test_the_listing_is_in_flight_while_get_tuple_reads(pool: ThreadPoolExecutor
     gate = threading.Event()
     store = Store(["J##1f0-0009", "J##1f0-0001"], gate)
     pre = Prefetch()
-    pre.wrote((T, NS, CID), START)
+    _wrote(pre, CID, START)
 
     def read(thread_id: str, ns_name: str) -> CheckpointTuple:
         assert store.in_flight.wait(timeout=10), "the listing was not sent alongside"
@@ -73,13 +88,19 @@ def test_the_listing_is_in_flight_while_get_tuple_reads(pool: ThreadPoolExecutor
 
 
 @pytest.mark.parametrize("case", ["another_worker_is_newer", "other_range", "too_old",
-                                  "query_failed", "thread_forgotten", "not_written_here"])
+                                  "query_failed", "thread_forgotten", "not_written_here",
+                                  "then_a_snapshot", "then_no_hfrom"])
 def test_a_listing_is_not_used(pool: ThreadPoolExecutor, case: str) -> None:
     now = [100.0]
     store = Store(["J##1f0-0009"], fail=case == "query_failed")
     pre = Prefetch(clock=lambda: now[0])
     if case != "not_written_here":
-        pre.wrote((T, NS, CID), START)
+        _wrote(pre, CID, START)
+    if case == "then_a_snapshot":  # a newer checkpoint whose value is stored
+        pre.wrote((T, NS, CID), START, {**BETWEEN, "channel_values": {"messages": 1}},
+                  COUNTED)
+    elif case == "then_no_hfrom":
+        _wrote(pre, CID, None)
     returned = "1f0-000a" if case == "another_worker_is_newer" else CID
     pre.latest(Reader(store, pool), T, NS, lambda *_: _tuple(returned))  # type: ignore[arg-type]
     lo = LO
@@ -91,8 +112,8 @@ def test_a_listing_is_not_used(pool: ThreadPoolExecutor, case: str) -> None:
         pre.forget_thread(T)
     assert pre.take((T, NS, CID), lo) is None
     assert pre.take((T, NS, returned), LO) is None
-    if case == "not_written_here":
-        assert store.ranges == []  # nothing known: nothing sent
+    if case in ("not_written_here", "then_a_snapshot", "then_no_hfrom"):
+        assert store.ranges == []  # no history will be asked for: nothing sent
 
 
 def test_a_history_starting_at_the_checkpoint_itself_lists_nothing(
@@ -100,7 +121,7 @@ def test_a_history_starting_at_the_checkpoint_itself_lists_nothing(
 ) -> None:
     store = Store([])
     pre = Prefetch()
-    pre.wrote((T, NS, CID), CID)
+    _wrote(pre, CID, CID)
     pre.latest(Reader(store, pool), T, NS, lambda *_: _tuple(CID))  # type: ignore[arg-type]
     assert store.ranges == [] and pre.take((T, NS, CID), LO) is None
 
@@ -108,8 +129,8 @@ def test_a_history_starting_at_the_checkpoint_itself_lists_nothing(
 def test_the_last_checkpoint_written_is_the_one_listed(pool: ThreadPoolExecutor) -> None:
     store = Store(["J##1f0-000b"])
     pre = Prefetch(size=2)
-    pre.wrote((T, NS, CID), START)
-    pre.wrote((T, NS, "1f0-000b"), "1f0-0005")
+    _wrote(pre, CID, START)
+    _wrote(pre, "1f0-000b", "1f0-0005")
     pre.latest(Reader(store, pool), T, NS, lambda *_: _tuple("1f0-000b"))  # type: ignore[arg-type]
     assert store.ranges == [(_keys.checkpoint_sk(NS, "1f0-0005"), _keys.tombstone_sk(NS))]
     assert pre.take((T, NS, "1f0-000b"), _keys.checkpoint_sk(NS, "1f0-0005")) == ["J##1f0-000b"]
