@@ -97,7 +97,11 @@ def build_view(
         ch: (r.version, None if r.value is None else place(r.value), r.written_at_ms)
         for ch, r in sorted(resolved.items())
     }
-    writes = [(w, place(w.value)) for w in ns.writes.get(cid, [])]
+    # A view that points into the journal for a value is never read alone: every reader
+    # folds the journal items beside it (the checkpoint's writes events sort just above
+    # it, so the same read has them). A copy of the pending writes would go unread.
+    journal_bound = any(isinstance(v, JournalRef) for _, v, _ in channels.values())
+    writes = [] if journal_bound else [(w, place(w.value)) for w in ns.writes.get(cid, [])]
 
     def encode() -> Item:
         record = {

@@ -17,7 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from checkpoint_journal import errors, schemas
 from checkpoint_journal._core import delta as _delta
 from checkpoint_journal._core import keys as _keys
-from checkpoint_journal._core.fold import fold_partition
+from checkpoint_journal._core.fold import JournalRef, decode_view, fold_partition
 from checkpoint_journal._core.seal import sealed
 from checkpoint_journal.local import LocalDeployment
 from tests.integration.cli_runner import run_cli
@@ -270,3 +270,39 @@ def test_a_put_retried_by_a_new_process_makes_the_same_delta(
         assert restarted.put(*calls[-1]) == stored
     dep.drain(timeout=60)
     assert partition(dep, thread) == before
+
+
+def _writes(tup: Any) -> list[tuple[str, Any]]:
+    return sorted((w[1], w[2]) for w in tup.pending_writes)
+
+
+def test_a_view_that_points_into_the_journal_holds_no_copy_of_the_pending_writes(
+    deployment: LocalDeployment,
+) -> None:
+    """Such a view is never read alone (its delta needs the journal items beside it,
+    which hold the writes too), so the projector leaves the writes out; every read of
+    those checkpoints still returns their pending writes exactly: by thread, by id and
+    across threads (the metadata index), by a worker that holds no value."""
+    thread, tag = f"writes-{uuid.uuid4()}", str(uuid.uuid4())
+    memory = InMemorySaver()
+    with deployment.saver() as writer:
+        for saver, t in ((memory, "m"), (writer, thread)):
+            graph = _graph(saver)
+            for i in range(5):
+                graph.invoke({"log": [f"user {i}: " + _words(30, 20_000 + i)]},
+                             {"configurable": {"thread_id": t}, "metadata": {"tag": tag}})
+    deployment.drain(timeout=60)
+    views = [decode_view(i) for i in partition(deployment, thread)
+             if i.get("kind", {}).get("S") == _keys.KIND_VIEW]
+    bound = [v for v in views if any(isinstance(x, JournalRef) for _, x, _ in v.channels.values())]
+    assert bound and all(v.writes == [] for v in bound)
+    assert sum(1 for v in bound if v.writes_folded) >= len(bound) // 2  # most have writes
+    want = [_writes(t) for t in memory.list({"configurable": {"thread_id": "m"}})]
+    assert sum(1 for w in want if w) >= len(want) // 2
+    for reader in (deployment.saver(), deployment.saver(value_cache_bytes=0)):
+        with reader:
+            listed = list(reader.list({"configurable": {"thread_id": thread}}))
+            assert [_writes(t) for t in listed] == want
+            assert [_writes(reader.get_tuple(t.config)) for t in listed] == want
+            across = list(reader.list(None, filter={"tag": tag}))
+            assert [_writes(t) for t in across] == want
