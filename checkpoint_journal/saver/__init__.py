@@ -383,7 +383,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         self._items.keep([*written.plan.chunks, written.plan.commit])
         if (start := written.plan.commit.get("hfrom")) is not None:
             self._origins.note_history(written.key, start["S"])
-        self._prefetch.wrote(written.key, start and start["S"], checkpoint, metadata)
+        self._prefetch.wrote(written.key, checkpoint, metadata)
         for key, data, chain in written.values:
             self._values.keep(thread_id, ns_name, key, data, chain)
         return written.config
@@ -442,9 +442,7 @@ class JournalSaver(BaseCheckpointSaver[str]):
         from checkpoint_journal._core.shred import DynamoKeyStore
 
         DynamoKeyStore(self._store.client, self._store.table).delete(thread_id)
-        self._origins.forget_thread(thread_id)
-        self._prefetch.forget_thread(thread_id)
-        self._items.forget_thread(_keys.thread_pk(thread_id))
+        self._forget(thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by the given runs, except
@@ -490,6 +488,10 @@ class JournalSaver(BaseCheckpointSaver[str]):
         pk = _keys.thread_pk(thread_id)
         self._store.delete_keys([(p, sk) for p, sk in self._store.keys(pk, "")
                                  if _maintenance.doomed(sk, keep, remove)])
+        self._forget(thread_id)
+
+    def _forget(self, thread_id: str) -> None:
+        """What the saver remembers of a thread it deleted from or pruned."""
         self._origins.forget_thread(thread_id)
         self._prefetch.forget_thread(thread_id)
         self._items.forget_thread(_keys.thread_pk(thread_id))

@@ -59,26 +59,25 @@ def replays(checkpoint: Checkpoint, metadata: Mapping[str, Any]) -> bool:
 
 
 class Prefetch:
-    """The last checkpoint this saver wrote in each namespace with a DeltaChannel history
-    (its id and ``hfrom``), and the listings taken for them."""
+    """The last checkpoint this saver wrote in each namespace whose DeltaChannel history
+    LangGraph will read, and the listings taken for them."""
 
     def __init__(self, size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
         self.clock = clock
         self._lock = threading.Lock()
-        self._wrote: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        self._wrote: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._ready: OrderedDict[Key, Listing] = OrderedDict()
 
-    def wrote(self, key: Key, start: str | None, checkpoint: Checkpoint,
-              metadata: Mapping[str, Any]) -> None:
-        """The saver wrote checkpoint ``key``, whose history starts at ``start`` (its
-        ``hfrom``; None: not known). Kept when LangGraph will ask for that history."""
+    def wrote(self, key: Key, checkpoint: Checkpoint, metadata: Mapping[str, Any]) -> None:
+        """The saver wrote checkpoint ``key``: remembered as its namespace's last when
+        LangGraph will ask for its history, else the namespace's entry goes."""
         thread_id, ns_name, cid = key
         with self._lock:
-            if start is None or not replays(checkpoint, metadata):
+            if not replays(checkpoint, metadata):
                 self._wrote.pop((thread_id, ns_name), None)
                 return
-            self._wrote[(thread_id, ns_name)] = (cid, start)
+            self._wrote[(thread_id, ns_name)] = cid
             self._wrote.move_to_end((thread_id, ns_name))
             while len(self._wrote) > self.size:
                 self._wrote.popitem(last=False)
@@ -88,10 +87,11 @@ class Prefetch:
         """``read(thread_id, ns_name)``, with the history's keys listed alongside when this
         saver wrote the namespace's last checkpoint it knows of."""
         with self._lock:
-            wrote = self._wrote.get((thread_id, ns_name))
-        if wrote is None or not wrote[1] < wrote[0]:
+            cid = self._wrote.get((thread_id, ns_name))
+        # Where its history starts: the event's ``hfrom``, which the put noted.
+        start = reader.origins.history_from((thread_id, ns_name, cid)) if cid else None
+        if cid is None or start is None or not start < cid:
             return read(thread_id, ns_name)
-        cid, start = wrote
         pk = _keys.thread_pk(thread_id)
         lo = _keys.checkpoint_sk(ns_name, start)
         tomb = _keys.tombstone_sk(ns_name)

@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from checkpoint_journal._core.size import MAX_ITEM_BYTES
 from checkpoint_journal.local import _moto_size
+from tests.integration.tables import create_pk_sk_table
 
 TABLE = "sizes"
 # The two string keys as DynamoDB counts them: "PK" + "p", "SK" + "s".
@@ -34,12 +35,7 @@ def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         with mock_aws():
             client = boto3.client("dynamodb", region_name="us-east-1")
-            client.create_table(
-                TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                           {"AttributeName": "SK", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                      {"AttributeName": "SK", "AttributeType": "S"}])
+            create_pk_sk_table(client, TABLE)
             yield client
     finally:
         _moto_size.uninstall()

@@ -13,6 +13,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 from checkpoint_journal._core import keys as _keys
 from checkpoint_journal.errors import TransientError
 from checkpoint_journal.saver._prefetch import MAX_AGE_S, Prefetch, replays
+from checkpoint_journal.saver._values import Origins
 
 T, NS, START, CID = "t1", "", "1f0-0001", "1f0-0009"
 LO = _keys.checkpoint_sk(NS, START)
@@ -21,8 +22,12 @@ BETWEEN: Any = {"channel_versions": {"messages": "3", "log": "3"}, "channel_valu
 COUNTED: Any = {"counters_since_delta_snapshot": {"messages": 2}}
 
 
-def _wrote(pre: Prefetch, cid: str, start: str | None) -> None:
-    pre.wrote((T, NS, cid), start, BETWEEN, COUNTED)
+def _wrote(pre: Prefetch, reader: Reader, cid: str, start: str | None) -> None:
+    """A put of ``cid`` between snapshots; ``start``: its ``hfrom``, noted as the saver's
+    put notes it (None: the saver did not know where its history starts)."""
+    if start is not None:
+        reader.origins.note_history((T, NS, cid), start)
+    pre.wrote((T, NS, cid), BETWEEN, COUNTED)
 
 
 def test_langgraph_asks_for_a_history_only_between_snapshots() -> None:
@@ -54,7 +59,7 @@ class Store:
 
 class Reader:
     def __init__(self, store: Store, pool: ThreadPoolExecutor) -> None:
-        self.store, self.pool = store, pool
+        self.store, self.pool, self.origins = store, pool, Origins()
 
 
 def _tuple(cid: str) -> CheckpointTuple:
@@ -74,14 +79,15 @@ def test_the_listing_is_in_flight_while_get_tuple_reads(pool: ThreadPoolExecutor
     gate = threading.Event()
     store = Store(["J##1f0-0009", "J##1f0-0001"], gate)
     pre = Prefetch()
-    _wrote(pre, CID, START)
+    reader = Reader(store, pool)
+    _wrote(pre, reader, CID, START)
 
     def read(thread_id: str, ns_name: str) -> CheckpointTuple:
         assert store.in_flight.wait(timeout=10), "the listing was not sent alongside"
         gate.set()
         return _tuple(CID)
 
-    assert pre.latest(Reader(store, pool), T, NS, read) == _tuple(CID)  # type: ignore[arg-type]
+    assert pre.latest(reader, T, NS, read) == _tuple(CID)  # type: ignore[arg-type]
     assert store.ranges == [(LO, _keys.tombstone_sk(NS))]
     assert pre.take((T, NS, CID), LO) == ["J##1f0-0009", "J##1f0-0001"]
     assert pre.take((T, NS, CID), LO) is None  # once
@@ -94,15 +100,15 @@ def test_a_listing_is_not_used(pool: ThreadPoolExecutor, case: str) -> None:
     now = [100.0]
     store = Store(["J##1f0-0009"], fail=case == "query_failed")
     pre = Prefetch(clock=lambda: now[0])
+    reader = Reader(store, pool)
     if case != "not_written_here":
-        _wrote(pre, CID, START)
+        _wrote(pre, reader, CID, START)
     if case == "then_a_snapshot":  # a newer checkpoint whose value is stored
-        pre.wrote((T, NS, CID), START, {**BETWEEN, "channel_values": {"messages": 1}},
-                  COUNTED)
-    elif case == "then_no_hfrom":
-        _wrote(pre, CID, None)
+        pre.wrote((T, NS, CID), {**BETWEEN, "channel_values": {"messages": 1}}, COUNTED)
+    elif case == "then_no_hfrom":  # a newer checkpoint whose history start is not known
+        _wrote(pre, reader, "1f0-000c", None)
     returned = "1f0-000a" if case == "another_worker_is_newer" else CID
-    pre.latest(Reader(store, pool), T, NS, lambda *_: _tuple(returned))  # type: ignore[arg-type]
+    pre.latest(reader, T, NS, lambda *_: _tuple(returned))  # type: ignore[arg-type]
     lo = LO
     if case == "other_range":
         lo = _keys.checkpoint_sk(NS, "1f0-0002")
@@ -120,17 +126,17 @@ def test_a_history_starting_at_the_checkpoint_itself_lists_nothing(
     pool: ThreadPoolExecutor,
 ) -> None:
     store = Store([])
-    pre = Prefetch()
-    _wrote(pre, CID, CID)
-    pre.latest(Reader(store, pool), T, NS, lambda *_: _tuple(CID))  # type: ignore[arg-type]
+    pre, reader = Prefetch(), Reader(store, pool)
+    _wrote(pre, reader, CID, CID)
+    pre.latest(reader, T, NS, lambda *_: _tuple(CID))  # type: ignore[arg-type]
     assert store.ranges == [] and pre.take((T, NS, CID), LO) is None
 
 
 def test_the_last_checkpoint_written_is_the_one_listed(pool: ThreadPoolExecutor) -> None:
     store = Store(["J##1f0-000b"])
-    pre = Prefetch(size=2)
-    _wrote(pre, CID, START)
-    _wrote(pre, "1f0-000b", "1f0-0005")
-    pre.latest(Reader(store, pool), T, NS, lambda *_: _tuple("1f0-000b"))  # type: ignore[arg-type]
+    pre, reader = Prefetch(size=2), Reader(store, pool)
+    _wrote(pre, reader, CID, START)
+    _wrote(pre, reader, "1f0-000b", "1f0-0005")
+    pre.latest(reader, T, NS, lambda *_: _tuple("1f0-000b"))  # type: ignore[arg-type]
     assert store.ranges == [(_keys.checkpoint_sk(NS, "1f0-0005"), _keys.tombstone_sk(NS))]
     assert pre.take((T, NS, "1f0-000b"), _keys.checkpoint_sk(NS, "1f0-0005")) == ["J##1f0-000b"]
